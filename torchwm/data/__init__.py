@@ -1,0 +1,28 @@
+"""Trajectory data: reward-free collection, the on-disk episode store, and training windows.
+
+Importing this package does not import torch (collection workers stay light): ``collect`` and
+``store`` are torch-free, and :class:`TrajectoryWindows` / :class:`Window` / :func:`split_episodes`
+(the torch side) are imported on first use.
+"""
+
+from torchwm._lazy import lazy_exports
+
+# Imported eagerly (cheap, no torch): the function ``collect`` shares its name with the submodule, and
+# importing the submodule anywhere would otherwise make ``torchwm.data.collect`` the module.
+from torchwm.data.collect import collect, ensure_collected
+
+_EXPORTS = {
+    "TrajectoryStore": "torchwm.data.store",
+    "StoreError": "torchwm.data.store",
+    "StoreMeta": "torchwm.data.store",
+    "TrajectoryWindows": "torchwm.data.windows",
+    "Window": "torchwm.data.windows",
+    "split_episodes": "torchwm.data.windows",
+}
+
+__getattr__, _lazy_dir = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted([*_EXPORTS, "collect", "ensure_collected"])
+
+
+def __dir__() -> list[str]:
+    return list(__all__)

@@ -1,0 +1,351 @@
+"""Reward-free trajectory collection into a :class:`~torchwm.data.store.TrajectoryStore`.
+
+Episode ``i`` is a pure function of ``(seed, i)``: ``np.random.SeedSequence([seed, i])`` seeds both the
+environment reset and the policy, so the store does not depend on the number of workers or on the
+order in which episodes finish.
+
+Rendering dominates the cost (~9-12 ms per 64x64 frame with Mesa's software EGL, mostly the shadow
+map; physics ~0.01 ms), so ``workers > 1`` spreads episodes over processes. Each worker builds its own
+environment (GL contexts cannot cross processes; the "spawn" start method is used), writes its
+episodes straight to disk and sends back only ``(index, n_frames)``: the parent never holds frames,
+whatever the store size. Measured throughput: ``docs/BENCHMARKS.md``.
+
+Scripts that collect with ``workers > 1`` need the usual ``if __name__ == "__main__":`` guard (spawned
+workers re-import the main module). This module does not import torch (workers stay light).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import signal
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Protocol
+
+import numpy as np
+
+from torchwm.data.store import StoreMeta, TrajectoryStore
+
+# ------------------------------------------------------------------------------------------ policies
+
+
+class Policy(Protocol):
+    """A reward-free collection policy for one episode: called once per step, sees nothing of the env."""
+
+    def __call__(self) -> np.ndarray:
+        """The next action, float32 (A,), inside the action bounds."""
+
+
+class RandomPolicy:
+    """I.i.d. uniform actions in ``[low, high]``."""
+
+    def __init__(self, low: np.ndarray, high: np.ndarray, rng: np.random.Generator, noise_beta: float = 0.0) -> None:
+        self.low, self.high, self.rng = low.astype(np.float64), high.astype(np.float64), rng
+
+    def __call__(self) -> np.ndarray:
+        return self.rng.uniform(self.low, self.high).astype(np.float32)
+
+
+class NoisePolicy:
+    """Temporally correlated actions: a stationary AR(1) (discretised Ornstein-Uhlenbeck) process.
+
+    ``x_t = beta * x_{t-1} + sqrt(1 - beta^2) * eps_t`` with ``eps_t ~ N(0, half_range^2)`` and ``x_0``
+    drawn from the stationary law ``N(0, half_range^2)``; the action is ``clip(centre + x_t, low, high)``.
+    Lag-1 autocorrelation is ``beta`` before clipping; ``beta = 0`` gives i.i.d. Gaussian actions.
+    """
+
+    def __init__(self, low: np.ndarray, high: np.ndarray, rng: np.random.Generator, noise_beta: float = 0.8) -> None:
+        if not 0.0 <= noise_beta < 1.0:
+            raise ValueError(f"noise_beta={noise_beta!r}: must be in [0, 1)")
+        self.low, self.high, self.rng = low.astype(np.float64), high.astype(np.float64), rng
+        self.centre = (self.low + self.high) / 2
+        self.scale = (self.high - self.low) / 2
+        self.beta = float(noise_beta)
+        self.x = rng.normal(0.0, self.scale)
+
+    def __call__(self) -> np.ndarray:
+        action = np.clip(self.centre + self.x, self.low, self.high).astype(np.float32)
+        eps = self.rng.normal(0.0, self.scale)
+        self.x = self.beta * self.x + np.sqrt(1.0 - self.beta**2) * eps
+        return action
+
+
+POLICIES: dict[str, Callable[[np.ndarray, np.ndarray, np.random.Generator, float], Policy]] = {
+    "random": RandomPolicy,
+    "noise": NoisePolicy,
+}
+"""Collection policies by name: ``factory(low, high, rng, noise_beta) -> Policy``."""
+
+
+def make_policy(name: str, low: np.ndarray, high: np.ndarray, rng: np.random.Generator,
+                noise_beta: float = 0.8) -> Policy:
+    """Build policy ``name`` from :data:`POLICIES`; an unknown name raises ``ValueError`` listing them."""
+    if name not in POLICIES:
+        raise ValueError(f"unknown collection policy {name!r}; valid policies: {', '.join(sorted(POLICIES))}")
+    return POLICIES[name](low, high, rng, noise_beta)
+
+
+# ------------------------------------------------------------------------------------ one episode
+
+
+@dataclass(frozen=True)
+class CollectSpec:
+    """Everything a worker needs to reproduce episodes (picklable; no env inside)."""
+
+    env_id: str
+    path: str
+    steps: int
+    policy: str
+    seed: int
+    image_size: int
+    action_repeat: int
+    camera: int
+    noise_beta: float
+
+
+def episode_seeds(seed: int, index: int) -> tuple[int, np.random.Generator]:
+    """``(env reset seed, policy RNG)`` of episode ``index``, both derived from ``SeedSequence([seed, index])``."""
+    env_ss, policy_ss = np.random.SeedSequence([seed, index]).spawn(2)
+    return int(env_ss.generate_state(1, np.uint32)[0]), np.random.default_rng(policy_ss)
+
+
+class EpisodeCollector:
+    """Owns one environment and writes whole episodes of ``spec`` into the store, one at a time."""
+
+    def __init__(self, spec: CollectSpec) -> None:
+        from torchwm.envs import make
+
+        self.spec = spec
+        self.env = make(spec.env_id, image_size=spec.image_size, action_repeat=spec.action_repeat,
+                        camera=spec.camera)
+        self.store = TrajectoryStore(spec.path, check=False)
+
+    def run(self, index: int) -> tuple[int, int]:
+        """Collect and write episode ``index``; returns ``(index, n_frames)``."""
+        s, env = self.spec, self.env
+        reset_seed, rng = episode_seeds(s.seed, index)
+        space = env.action_space
+        policy = make_policy(s.policy, space.low, space.high, rng, s.noise_beta)
+        obs, info = env.reset(seed=reset_seed)
+        frames = np.empty((s.steps + 1, *obs.shape), dtype=np.uint8)
+        states = np.empty((s.steps + 1, info["state"].shape[0]), dtype=np.float64)
+        actions = np.empty((s.steps, space.shape[0]), dtype=np.float32)
+        rewards = np.empty((s.steps,), dtype=np.float32)
+        frames[0], states[0] = obs, info["state"]
+        T = 0
+        while T < s.steps:
+            action = policy()
+            obs, reward, terminated, truncated, info = env.step(action)
+            actions[T], rewards[T] = action, reward
+            T += 1
+            frames[T], states[T] = obs, info["state"]
+            if terminated or truncated:
+                break
+        self.store.write_episode(index, frames[:T + 1], actions[:T], states[:T + 1], rewards[:T])
+        return index, T + 1
+
+    def close(self) -> None:
+        self.env.close()
+
+
+_WORKER: EpisodeCollector | None = None
+
+
+def _init_worker(spec: CollectSpec) -> None:
+    """Pool initializer: ignore Ctrl-C (the parent handles it) and build this process's environment."""
+    global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _WORKER = EpisodeCollector(spec)
+
+
+def _run_episode(index: int) -> tuple[int, int]:
+    assert _WORKER is not None, "worker not initialised"
+    return _WORKER.run(index)
+
+
+# --------------------------------------------------------------------------------------- public API
+
+
+def _check_args(env_id: str, episodes: int, steps: int, policy: str, workers: int, seed: int,
+                image_size: int, action_repeat: int, camera: int, noise_beta: float) -> None:
+    from torchwm.envs import parse_env_id
+
+    def is_int(x: object) -> bool:
+        return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+    for name, value, low in [("episodes", episodes, 1), ("steps", steps, 1), ("workers", workers, 1),
+                             ("seed", seed, 0), ("image_size", image_size, 1),
+                             ("action_repeat", action_repeat, 1), ("camera", camera, -1)]:
+        if not is_int(value) or value < low:
+            raise ValueError(f"{name}={value!r}: must be an integer >= {low}")
+    if policy not in POLICIES:
+        raise ValueError(f"unknown collection policy {policy!r}; valid policies: {', '.join(sorted(POLICIES))}")
+    if not 0.0 <= float(noise_beta) < 1.0:
+        raise ValueError(f"noise_beta={noise_beta!r}: must be in [0, 1)")
+    parse_env_id(env_id)
+
+
+def _open_store(env_id: str, path: str | os.PathLike, steps: int, policy: str, seed: int, image_size: int,
+                action_repeat: int, camera: int, noise_beta: float) -> TrajectoryStore:
+    """Open the store at ``path`` (checking it matches) or create it, probing the env for its dimensions."""
+    from torchwm.envs import make
+
+    env = make(env_id, image_size=image_size, action_repeat=action_repeat, camera=camera)
+    try:
+        meta = StoreMeta(env_id=env_id, image_size=int(image_size), action_repeat=int(action_repeat),
+                         camera=int(camera), seed=int(seed), policy=policy, noise_beta=float(noise_beta),
+                         steps=int(steps), frame_shape=tuple(env.observation_space.shape),
+                         action_dim=int(env.action_space.shape[0]), state_dim=int(env.unwrapped.state_dim))
+    finally:
+        env.close()
+    return TrajectoryStore.create(path, meta)
+
+
+def _collect_indices(store: TrajectoryStore, spec: CollectSpec, indices: list[int], workers: int,
+                     progress: bool) -> None:
+    """Collect ``indices`` into ``store`` in a pool of ``workers`` processes (also for one worker, so
+    every renderer runs with the same settings and the parent never creates a GL context)."""
+    from tqdm import tqdm
+
+    if not indices:
+        return
+    store.clean_temp()
+    workers = min(workers, len(indices))
+    bar = tqdm(total=len(indices) * (spec.steps + 1), unit="frame", unit_scale=True, smoothing=0.1,
+               desc=f"collect {spec.env_id}", disable=not progress, dynamic_ncols=True)
+    done_frames = 0
+    with bar:
+        for n in _run_pool(spec, indices, workers):
+            done_frames += n
+            bar.update(n)
+        bar.total = done_frames  # episodes cut short by the task's time limit have fewer frames
+
+
+def _run_pool(spec: CollectSpec, indices: list[int], workers: int) -> Iterable[int]:
+    """Yield ``n_frames`` of each finished episode; workers write the episodes themselves.
+
+    ``ProcessPoolExecutor`` rather than ``multiprocessing.Pool``: when a worker dies (OOM killer,
+    segfault in the GL driver) it raises ``BrokenProcessPool`` instead of waiting forever for the lost
+    task. On any exception (including Ctrl-C) the workers are terminated; finished episodes are on disk.
+    """
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(spec,))
+    with _worker_render_threads(workers):  # workers are started by the first submits
+        pending = {executor.submit(_run_episode, i): i for i in indices}
+    finished = 0
+    try:
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                pending.pop(future)
+                try:
+                    _, n = future.result()
+                except BrokenProcessPool as err:
+                    raise RuntimeError(
+                        f"a collection worker for {spec.env_id} died ({err}); {len(indices) - finished} of "
+                        f"{len(indices)} episodes were not collected. Finished episodes are kept in {spec.path}: "
+                        "ensure_collected() (or `torchwm collect`) collects only the missing ones") from err
+                finished += 1
+                yield n
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        for proc in list((getattr(executor, "_processes", None) or {}).values()):
+            if proc.is_alive():
+                proc.terminate()
+        executor.shutdown(wait=True, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def _worker_render_threads(workers: int) -> Iterator[None]:
+    """Give processes started inside this block one renderer thread each (``LP_NUM_THREADS=1``)
+    unless the user set ``LP_NUM_THREADS``: ``workers`` is then the number of cores used.
+
+    Mesa's software rasterizer (llvmpipe) otherwise starts one thread per CPU in every process, and
+    processes scale better than its threads. Measured on 2 CPUs, one process rendering 64x64 frames:
+    point_mass 152 frames/s on 1.0 core with one thread, 173 frames/s on 1.3 cores with two; reacher
+    103 vs 119 frames/s. With two workers and default threads, two identical runs gave 154 and 106
+    frames/s (oversubscribed), with one thread per worker 157 and 158.
+    """
+    if "LP_NUM_THREADS" in os.environ:
+        yield
+        return
+    os.environ["LP_NUM_THREADS"] = "1"
+    try:
+        yield
+    finally:
+        del os.environ["LP_NUM_THREADS"]
+
+
+def collect(
+    env_id: str,
+    path: str | os.PathLike,
+    episodes: int,
+    steps: int,
+    policy: str = "random",
+    workers: int = 1,
+    seed: int = 0,
+    image_size: int = 64,
+    action_repeat: int = 1,
+    camera: int = -1,
+    noise_beta: float = 0.8,
+    progress: bool = True,
+) -> TrajectoryStore:
+    """Append ``episodes`` new reward-free episodes of ``steps`` env steps to the store at ``path``.
+
+    The store is created if needed; an existing one must have been collected with the same settings
+    (else :class:`~torchwm.data.store.StoreError`). New episodes take the indices after the largest
+    stored one. ``policy`` is a name in :data:`POLICIES` ("random": i.i.d. uniform; "noise": AR(1)
+    correlated with coefficient ``noise_beta``). ``workers`` processes collect in parallel (1 = in this
+    process; the episodes are identical either way). If interrupted, finished episodes are kept.
+
+    Frames are uint8 ``(T+1, 3, image_size, image_size)`` per episode, ``T = steps`` unless the task's
+    time limit ends the episode first. Returns the reopened store.
+    """
+    _check_args(env_id, episodes, steps, policy, workers, seed, image_size, action_repeat, camera, noise_beta)
+    store = _open_store(env_id, path, steps, policy, seed, image_size, action_repeat, camera, noise_beta)
+    start = max(store.indices, default=-1) + 1
+    spec = _spec(env_id, path, steps, policy, seed, image_size, action_repeat, camera, noise_beta)
+    _collect_indices(store, spec, list(range(start, start + episodes)), workers, progress)
+    return TrajectoryStore(path)
+
+
+def ensure_collected(
+    env_id: str,
+    path: str | os.PathLike,
+    episodes: int,
+    steps: int,
+    policy: str = "random",
+    workers: int = 1,
+    seed: int = 0,
+    image_size: int = 64,
+    action_repeat: int = 1,
+    camera: int = -1,
+    noise_beta: float = 0.8,
+    progress: bool = True,
+) -> TrajectoryStore:
+    """Make sure the store at ``path`` holds episodes ``0 .. episodes-1``; collect only the missing ones.
+
+    Reuses a matching existing store as is (nothing is re-collected; extra episodes beyond ``episodes``
+    are kept), tops up a smaller one, and creates a new one. Settings must match as for :func:`collect`.
+    """
+    _check_args(env_id, episodes, steps, policy, workers, seed, image_size, action_repeat, camera, noise_beta)
+    store = _open_store(env_id, path, steps, policy, seed, image_size, action_repeat, camera, noise_beta)
+    missing = [i for i in range(episodes) if i not in store]
+    if not missing:
+        return store
+    spec = _spec(env_id, path, steps, policy, seed, image_size, action_repeat, camera, noise_beta)
+    _collect_indices(store, spec, missing, workers, progress)
+    return TrajectoryStore(path)
+
+
+def _spec(env_id: str, path: str | os.PathLike, steps: int, policy: str, seed: int, image_size: int,
+          action_repeat: int, camera: int, noise_beta: float) -> CollectSpec:
+    return CollectSpec(env_id=env_id, path=os.fspath(path), steps=int(steps), policy=policy, seed=int(seed),
+                       image_size=int(image_size), action_repeat=int(action_repeat), camera=int(camera),
+                       noise_beta=float(noise_beta))

@@ -1,0 +1,470 @@
+"""On-disk store of collected episodes, read back through memory maps.
+
+Layout of a store directory ``path``::
+
+    path/meta.json                      collection settings and array shapes (:class:`StoreMeta`)
+    path/episodes/ep_000000/frames.npy  uint8   (T+1, 3, H, W)  observations o_0 .. o_T
+                           actions.npy  float32 (T, A)          a_t taken in o_t
+                           states.npy   float64 (T+1, S)        physics state of each frame
+                           rewards.npy  float32 (T,)            task reward (stored, never used to collect)
+    path/episodes/ep_000001/...
+
+Writes are atomic: an episode is written into a hidden temporary directory (``episodes/.tmp-ep_...``)
+and renamed into place, and ``meta.json`` is replaced in one rename, so a process killed mid-write
+never leaves a partial episode visible. Leftover temporary directories are ignored when reading and
+removed by the next write once their writer process is gone.
+
+Opening a store validates it from the ``.npy`` headers and file sizes only (no array data is read),
+so opening a store of 100k frames takes milliseconds; problems raise :class:`StoreError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+FORMAT_VERSION = 1
+META_FILE = "meta.json"
+EPISODES_DIR = "episodes"
+TEMP_PREFIX = ".tmp-"
+_EPISODE_RE = re.compile(r"^ep_(\d+)$")
+_TEMP_RE = re.compile(r"^\.tmp-ep_\d+-(\d+)-[0-9a-f]+$")
+
+# Array files of an episode: name -> dtype. Shapes are checked in :meth:`TrajectoryStore._check_episode`.
+ARRAY_DTYPES: dict[str, np.dtype] = {
+    "frames": np.dtype(np.uint8),
+    "actions": np.dtype(np.float32),
+    "states": np.dtype(np.float64),
+    "rewards": np.dtype(np.float32),
+}
+
+COMPAT_FIELDS: tuple[str, ...] = (
+    "env_id", "image_size", "action_repeat", "camera", "policy", "noise_beta", "seed", "steps",
+    "frame_shape", "action_dim", "state_dim",
+)
+"""Fields that must agree for episodes to be added to an existing store."""
+
+
+class StoreError(ValueError):
+    """A trajectory store is missing, corrupt, or does not match the requested collection settings."""
+
+
+@dataclass(frozen=True)
+class StoreMeta:
+    """What a store holds and how it was collected (``meta.json``).
+
+    ``camera`` is the value passed at collection (-1 = the domain's default camera). ``steps`` is the
+    requested number of env steps per episode (an episode is shorter if the task's time limit ends it).
+    ``noise_beta`` only matters for ``policy == "noise"``.
+    """
+
+    env_id: str
+    image_size: int
+    action_repeat: int
+    camera: int
+    seed: int
+    policy: str
+    noise_beta: float
+    steps: int
+    frame_shape: tuple[int, int, int]
+    action_dim: int
+    state_dim: int
+    created: str = ""
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``frame_shape`` as a list)."""
+        d = dataclasses.asdict(self)
+        d["frame_shape"] = list(self.frame_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "meta.json") -> StoreMeta:
+        """Parse and type-check a ``meta.json`` mapping; raises :class:`StoreError` naming ``source``."""
+        if not isinstance(data, dict):
+            raise StoreError(f"{source}: expected a JSON object, got {type(data).__name__}; "
+                             "delete the store directory and re-collect")
+        names = [f.name for f in dataclasses.fields(cls)]
+        required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise StoreError(f"{source}: missing keys {', '.join(missing)}; the store was not written by this "
+                             "version of torchwm or is damaged: delete it and re-collect")
+        version = data.get("format_version", FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise StoreError(f"{source}: store format version {version!r}, this torchwm reads version "
+                             f"{FORMAT_VERSION}; re-collect the store with this version")
+        kwargs = {k: data[k] for k in names if k in data}
+        try:
+            kwargs["frame_shape"] = tuple(int(x) for x in kwargs["frame_shape"])
+            for k in ("image_size", "action_repeat", "camera", "seed", "steps", "action_dim", "state_dim"):
+                if isinstance(kwargs[k], bool) or not isinstance(kwargs[k], int):
+                    raise TypeError(f"{k} must be an integer, got {kwargs[k]!r}")
+            kwargs["noise_beta"] = float(kwargs["noise_beta"])
+            for k in ("env_id", "policy"):
+                if not isinstance(kwargs[k], str):
+                    raise TypeError(f"{k} must be a string, got {kwargs[k]!r}")
+            if len(kwargs["frame_shape"]) != 3:
+                raise TypeError(f"frame_shape must have 3 entries, got {kwargs['frame_shape']!r}")
+        except (TypeError, ValueError) as err:
+            raise StoreError(f"{source}: {err}; delete the store directory and re-collect") from None
+        return cls(**kwargs)
+
+    def mismatches(self, other: StoreMeta) -> list[str]:
+        """``"field: stored X, requested Y"`` for every field in :data:`COMPAT_FIELDS` that differs."""
+        out = []
+        for name in COMPAT_FIELDS:
+            if name == "noise_beta" and self.policy != "noise" and other.policy != "noise":
+                continue  # unused by the other policies
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine != theirs:
+                out.append(f"{name}: stored {mine!r}, requested {theirs!r}")
+        return out
+
+
+class Episode(NamedTuple):
+    """One stored episode of ``T`` steps; read-only memory maps (slicing reads from disk)."""
+
+    frames: np.ndarray
+    """uint8 (T+1, 3, H, W)"""
+    actions: np.ndarray
+    """float32 (T, A)"""
+    states: np.ndarray
+    """float64 (T+1, S)"""
+    rewards: np.ndarray
+    """float32 (T,)"""
+
+    @property
+    def length(self) -> int:
+        """Number of steps ``T`` (frames hold ``T + 1``)."""
+        return int(self.actions.shape[0])
+
+
+def episode_dirname(index: int) -> str:
+    """``7`` -> ``"ep_000007"``."""
+    return f"ep_{index:06d}"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """``(shape, dtype)`` from an ``.npy`` header; checks that the file holds exactly that much data.
+
+    Reads only the header (no array data). Raises :class:`StoreError` for an unreadable header or a
+    file that is shorter (truncated) or longer than its header says.
+    """
+    fmt = np.lib.format
+    try:
+        with open(path, "rb") as f:
+            major, _minor = fmt.read_magic(f)
+            if major == 1:
+                shape, _fortran, dtype = fmt.read_array_header_1_0(f)
+            else:
+                shape, _fortran, dtype = fmt.read_array_header_2_0(f)
+            offset = f.tell()
+            size = os.fstat(f.fileno()).st_size
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError) as err:
+        raise StoreError(f"{path}: unreadable .npy header ({err})") from None
+    if dtype.hasobject:
+        raise StoreError(f"{path}: holds Python objects (dtype {dtype}), not a numeric array")
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size < expected:
+        raise StoreError(f"{path}: truncated ({size} bytes, its header {shape} {dtype} needs {expected})")
+    if size > expected:
+        raise StoreError(f"{path}: {size - expected} unexpected bytes after the {shape} {dtype} array")
+    return tuple(int(s) for s in shape), dtype
+
+
+class TrajectoryStore:
+    """Episodes of one environment and collection setting, stored under ``path`` (see module docs).
+
+    ``TrajectoryStore(path)`` opens an existing store and validates every episode from its file
+    headers (fast; no array data is read). Create a store with :meth:`create`. Episodes are
+    addressed by their integer index (``store.indices``), not necessarily contiguous.
+
+    ``check=False`` skips the per-episode validation (used by collection workers that only write).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, check: bool = True) -> None:
+        self.path = Path(path)
+        self.meta = self._read_meta()
+        self._lengths: dict[int, int] = {}
+        self._checked = check
+        self._temp_cleaned = False
+        if check:
+            self.refresh()
+
+    # ------------------------------------------------------------------------------- construction
+    @classmethod
+    def create(cls, path: str | os.PathLike, meta: StoreMeta) -> TrajectoryStore:
+        """Create an empty store at ``path`` with ``meta``, or open the existing one there.
+
+        An existing store must match ``meta`` on :data:`COMPAT_FIELDS`, otherwise :class:`StoreError`
+        names each differing field with both values. A non-empty directory that is not a store is refused.
+        """
+        path = Path(path)
+        if (path / META_FILE).exists():
+            store = cls(path)
+            problems = store.meta.mismatches(meta)
+            if problems:
+                raise StoreError(
+                    f"{path}: existing store was collected with different settings ("
+                    + "; ".join(problems)
+                    + "); use another store path, or delete this one to re-collect")
+            return store
+        if path.exists():
+            if not path.is_dir():
+                raise StoreError(f"{path}: exists and is not a directory; choose another store path")
+            leftovers = [p.name for p in path.iterdir() if p.name != EPISODES_DIR]
+            has_episodes = (path / EPISODES_DIR).is_dir() and any(
+                _EPISODE_RE.match(p.name) for p in (path / EPISODES_DIR).iterdir())
+            if leftovers or has_episodes:
+                raise StoreError(f"{path}: directory is not empty and has no {META_FILE}, so it is not a "
+                                 "trajectory store; choose an empty or new directory")
+        (path / EPISODES_DIR).mkdir(parents=True, exist_ok=True)
+        if not meta.created:
+            meta = dataclasses.replace(meta, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        _atomic_write_text(path / META_FILE, json.dumps(meta.to_dict(), indent=2) + "\n")
+        return cls(path)
+
+    def _read_meta(self) -> StoreMeta:
+        meta_path = self.path / META_FILE
+        if not meta_path.is_file():
+            what = "does not exist" if not self.path.exists() else f"has no {META_FILE}"
+            raise StoreError(f"{self.path}: not a trajectory store ({what}); collect one with "
+                             "torchwm.data.collect(...) or `torchwm collect`, or check the path")
+        try:
+            data = json.loads(meta_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise StoreError(f"{meta_path}: corrupt ({err}); delete the store directory and re-collect") from None
+        return StoreMeta.from_dict(data, source=str(meta_path))
+
+    # ------------------------------------------------------------------------------------ reading
+    def refresh(self) -> None:
+        """Re-scan ``episodes/`` (e.g. after other processes wrote episodes) and validate each one."""
+        lengths: dict[int, int] = {}
+        ep_root = self.path / EPISODES_DIR
+        if ep_root.is_dir():
+            for entry in os.scandir(ep_root):
+                m = _EPISODE_RE.match(entry.name)
+                if m and entry.is_dir():
+                    index = int(m.group(1))
+                    lengths[index] = self._check_episode(index, Path(entry.path))
+        self._lengths = dict(sorted(lengths.items()))
+        self._checked = True
+
+    def _check_episode(self, index: int, ep_dir: Path) -> int:
+        """Validate one episode directory from headers and sizes; returns its length ``T``."""
+        fix = f"delete the episode directory {ep_dir} or re-collect the store"
+        shapes: dict[str, tuple[int, ...]] = {}
+        for name, dtype in ARRAY_DTYPES.items():
+            file = ep_dir / f"{name}.npy"
+            try:
+                shape, got = read_npy_header(file)
+            except FileNotFoundError:
+                raise StoreError(f"episode {index} ({ep_dir}): {name}.npy is missing; {fix}") from None
+            except StoreError as err:
+                raise StoreError(f"episode {index}: {err}; {fix}") from None
+            if got != dtype:
+                raise StoreError(f"episode {index} ({ep_dir}): {name}.npy has dtype {got}, expected {dtype}; {fix}")
+            shapes[name] = shape
+        m = self.meta
+        frames, actions, states, rewards = (shapes[k] for k in ARRAY_DTYPES)
+        problems = []
+        if len(frames) != 4 or frames[1:] != tuple(m.frame_shape):
+            problems.append(f"frames.npy has shape {frames}, expected (T+1, {', '.join(map(str, m.frame_shape))})")
+        elif frames[0] < 2:
+            problems.append(f"frames.npy holds {frames[0]} frame(s); an episode needs at least 2")
+        T = frames[0] - 1 if frames else -1
+        if actions != (T, m.action_dim):
+            problems.append(f"actions.npy has shape {actions}, expected ({T}, {m.action_dim}) "
+                            f"(one action per step between the {T + 1} frames)")
+        if states != (T + 1, m.state_dim):
+            problems.append(f"states.npy has shape {states}, expected ({T + 1}, {m.state_dim}) (one per frame)")
+        if rewards != (T,):
+            problems.append(f"rewards.npy has shape {rewards}, expected ({T},) (one per step)")
+        if problems:
+            raise StoreError(f"episode {index} ({ep_dir}): " + "; ".join(problems) + f"; {fix}")
+        return T
+
+    def _require_checked(self) -> None:
+        if not self._checked:
+            self.refresh()
+
+    @property
+    def indices(self) -> list[int]:
+        """Stored episode indices, ascending."""
+        self._require_checked()
+        return list(self._lengths)
+
+    @property
+    def lengths(self) -> dict[int, int]:
+        """``{index: T}``: number of steps of each episode (frames hold ``T + 1``)."""
+        self._require_checked()
+        return dict(self._lengths)
+
+    @property
+    def num_frames(self) -> int:
+        """Total frames over all episodes (``sum(T + 1)``)."""
+        self._require_checked()
+        return sum(T + 1 for T in self._lengths.values())
+
+    @property
+    def num_steps(self) -> int:
+        """Total transitions over all episodes (``sum(T)``)."""
+        self._require_checked()
+        return sum(self._lengths.values())
+
+    def __len__(self) -> int:
+        self._require_checked()
+        return len(self._lengths)
+
+    def __contains__(self, index: object) -> bool:
+        self._require_checked()
+        return index in self._lengths
+
+    def __repr__(self) -> str:
+        n = f"{len(self)} episodes, {self.num_frames} frames" if self._checked else "unscanned"
+        return f"TrajectoryStore({str(self.path)!r}, {self.meta.env_id}, {n})"
+
+    def episode_dir(self, index: int) -> Path:
+        """Directory of episode ``index`` (whether or not it exists)."""
+        return self.path / EPISODES_DIR / episode_dirname(index)
+
+    def episode(self, index: int) -> Episode:
+        """Episode ``index`` as read-only memory maps (nothing is read into RAM until sliced)."""
+        self._require_checked()
+        if index not in self._lengths:
+            raise KeyError(f"{self.path}: no episode {index}; stored indices: {_summarize(self.indices)}")
+        ep_dir = self.episode_dir(index)
+        try:
+            arrays = [np.load(ep_dir / f"{name}.npy", mmap_mode="r") for name in ARRAY_DTYPES]
+        except (OSError, ValueError) as err:
+            raise StoreError(f"episode {index} ({ep_dir}): cannot be read ({err}); delete the episode "
+                             "directory or re-collect the store") from None
+        return Episode(*arrays)
+
+    # ------------------------------------------------------------------------------------ writing
+    def write_episode(
+        self,
+        index: int,
+        frames: np.ndarray,
+        actions: np.ndarray,
+        states: np.ndarray,
+        rewards: np.ndarray,
+        *,
+        overwrite: bool = False,
+    ) -> Path:
+        """Atomically write episode ``index``; returns its directory.
+
+        frames uint8 (T+1, 3, H, W); actions (T, A), states (T+1, S), rewards (T,) are cast to float32 /
+        float64 / float32. Shapes must agree with each other and with :attr:`meta`. An existing episode
+        ``index`` raises :class:`StoreError` unless ``overwrite``.
+        """
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
+            raise ValueError(f"episode index must be an integer >= 0, got {index!r}")
+        index = int(index)
+        frames = np.asarray(frames)
+        if frames.dtype != np.uint8:
+            raise ValueError(f"frames must be uint8 (T+1, 3, H, W), got dtype {frames.dtype}")
+        arrays = {
+            "frames": frames,
+            "actions": np.asarray(actions, dtype=np.float32),
+            "states": np.asarray(states, dtype=np.float64),
+            "rewards": np.asarray(rewards, dtype=np.float32),
+        }
+        m = self.meta
+        T = frames.shape[0] - 1 if frames.ndim == 4 else -1
+        expected = {"frames": (T + 1, *m.frame_shape), "actions": (T, m.action_dim),
+                    "states": (T + 1, m.state_dim), "rewards": (T,)}
+        if T < 1:
+            raise ValueError(f"frames must have shape (T+1, {', '.join(map(str, m.frame_shape))}) with T >= 1, "
+                             f"got {frames.shape}")
+        for name, arr in arrays.items():
+            if arr.shape != expected[name]:
+                raise ValueError(f"{name} has shape {arr.shape}, expected {expected[name]} for an episode of "
+                                 f"{T} steps in this store")
+        ep_root = self.path / EPISODES_DIR
+        final = ep_root / episode_dirname(index)
+        if final.exists() and not overwrite:
+            raise StoreError(f"{final}: episode {index} already exists; pass overwrite=True or delete it")
+        if not self._temp_cleaned:
+            self.clean_temp()
+        tmp = ep_root / f"{TEMP_PREFIX}{episode_dirname(index)}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        tmp.mkdir(parents=True)
+        try:
+            for name, arr in arrays.items():
+                with open(tmp / f"{name}.npy", "wb") as f:
+                    np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
+            if final.exists():  # overwrite: move the old one aside first (rename cannot replace a non-empty dir)
+                old = ep_root / f"{TEMP_PREFIX}{episode_dirname(index)}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+                os.replace(final, old)
+                os.replace(tmp, final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        self._lengths[index] = T
+        self._lengths = dict(sorted(self._lengths.items()))
+        return final
+
+    def clean_temp(self) -> list[Path]:
+        """Remove temporary episode directories left by writers that no longer run; returns them."""
+        removed = []
+        ep_root = self.path / EPISODES_DIR
+        if ep_root.is_dir():
+            for entry in os.scandir(ep_root):
+                if not entry.name.startswith(TEMP_PREFIX):
+                    continue
+                m = _TEMP_RE.match(entry.name)
+                if m and _pid_alive(int(m.group(1))):
+                    continue
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(Path(entry.path))
+        self._temp_cleaned = True
+        return removed
+
+
+def _summarize(indices: list[int], limit: int = 10) -> str:
+    if not indices:
+        return "none"
+    if len(indices) <= limit:
+        return ", ".join(map(str, indices))
+    return f"{', '.join(map(str, indices[:limit]))}, ... ({len(indices)} in all)"

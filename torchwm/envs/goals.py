@@ -1,0 +1,100 @@
+"""Goal-conditioned protocol: goals are reachable physics states, success is measured in physics.
+
+Every goal is a state the task can reach, drawn from the environment's seeded RNG at ``reset``, and
+shown to the agent as its rendered image. Distance and success are computed from the simulator
+state, never from pixels. Two samplers exist:
+
+* ``rollout`` (reacher): the state ``goal_steps`` environment steps ahead of the episode's start on a
+  uniform random-action trajectory.
+* ``uniform`` (point_mass): the mass at rest at a uniform random position in the arena. (Random actions
+  barely move the point mass: 25 steps travel a median 0.003, below the 0.015 target radius, so a
+  rollout goal would be reached at the start.)
+
+To support another domain, write a :class:`GoalSpec` and add it to :data:`GOAL_SPECS`.
+See ``docs/goals.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from torchwm.envs.dmc import DMCEnv
+
+
+class GoalSpec(Protocol):
+    """What a domain must define to be goal-conditioned."""
+
+    def sample(self, env: DMCEnv) -> np.ndarray:
+        """Draw a goal physics state from ``env.np_random``, leaving the simulator at its current state."""
+
+    def distance(self, physics, goal_state: np.ndarray) -> float:
+        """Distance from the current state to ``goal_state`` (``physics.get_state()`` layout: qpos first)."""
+
+    def threshold(self, physics) -> float:
+        """A state whose distance is strictly below this counts as a success."""
+
+
+@dataclass(frozen=True)
+class PositionGoal:
+    """Euclidean distance between slide-joint positions; success inside a geom's radius.
+
+    point_mass: the mass's (x, y) against the goal's, success within the target sphere's radius.
+    """
+
+    joints: tuple[str, ...]
+    radius_geom: str
+
+    def sample(self, env: DMCEnv) -> np.ndarray:
+        """The mass at rest at a uniform position within the joints' ranges."""
+        physics = env.physics
+        goal = physics.get_state().copy()
+        idx = [physics.model.name2id(j, "joint") for j in self.joints]
+        low, high = physics.model.jnt_range[idx].T
+        goal[physics.model.jnt_qposadr[idx]] = env.np_random.uniform(low, high)
+        goal[physics.model.nq:] = 0.0  # zero velocity (and actuator state)
+        return goal
+
+    def distance(self, physics, goal_state: np.ndarray) -> float:
+        idx = [physics.model.name2id(j, "joint") for j in self.joints]
+        qpos_adr = physics.model.jnt_qposadr[idx]
+        diff = physics.data.qpos[qpos_adr] - goal_state[qpos_adr]
+        return float(np.linalg.norm(diff))
+
+    def threshold(self, physics) -> float:
+        return float(physics.named.model.geom_size[self.radius_geom, 0])
+
+
+@dataclass(frozen=True)
+class JointAngleGoal:
+    """Largest wrapped angle difference over hinge joints; success when all are within ``tolerance``.
+
+    reacher: shoulder and wrist each within 0.05 rad of the goal's angles.
+    """
+
+    joints: tuple[str, ...]
+    tolerance: float = 0.05
+
+    def sample(self, env: DMCEnv) -> np.ndarray:
+        """The state ``env.goal_steps`` steps ahead on a uniform random-action trajectory."""
+        return env.random_rollout(env.goal_steps)
+
+    def distance(self, physics, goal_state: np.ndarray) -> float:
+        idx = [physics.model.name2id(j, "joint") for j in self.joints]
+        qpos_adr = physics.model.jnt_qposadr[idx]
+        diff = physics.data.qpos[qpos_adr] - goal_state[qpos_adr]
+        wrapped = (diff + np.pi) % (2 * np.pi) - np.pi
+        return float(np.max(np.abs(wrapped)))
+
+    def threshold(self, physics) -> float:
+        return self.tolerance
+
+
+GOAL_SPECS: dict[str, GoalSpec] = {
+    "point_mass": PositionGoal(joints=("root_x", "root_y"), radius_geom="target"),
+    "reacher": JointAngleGoal(joints=("shoulder", "wrist"), tolerance=0.05),
+}
+"""Domains with a goal-reaching protocol, keyed by dm_control domain name."""
