@@ -4,14 +4,14 @@ Episode ``i`` is a pure function of ``(seed, i)``: ``np.random.SeedSequence([see
 environment reset and the policy, so the store does not depend on the number of workers or on the
 order in which episodes finish.
 
-Rendering dominates the cost (~9-12 ms per 64x64 frame with Mesa's software EGL, mostly the shadow
-map; physics ~0.01 ms), so ``workers > 1`` spreads episodes over processes. Each worker builds its own
+Rendering dominates the cost (~7-10 ms per 64x64 frame with Mesa's software EGL on one thread;
+physics ~0.01 ms), so ``workers > 1`` spreads episodes over processes. Each worker builds its own
 environment (GL contexts cannot cross processes; the "spawn" start method is used), writes its
 episodes straight to disk and sends back only ``(index, n_frames)``: the parent never holds frames,
 whatever the store size. Measured throughput: ``docs/BENCHMARKS.md``.
 
-Scripts that collect with ``workers > 1`` need the usual ``if __name__ == "__main__":`` guard (spawned
-workers re-import the main module). This module does not import torch (workers stay light).
+Scripts need no ``if __name__ == "__main__":`` guard: workers are started without re-importing the
+caller's main module (see :func:`_main_module_hidden`). This module does not import torch.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import contextlib
 import multiprocessing as mp
 import os
 import signal
+import sys
+import types
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -233,7 +235,7 @@ def _run_pool(spec: CollectSpec, indices: list[int], workers: int) -> Iterable[i
     """
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
                                    initializer=_init_worker, initargs=(spec,))
-    with _worker_render_threads(workers):  # workers are started by the first submits
+    with _worker_render_threads(workers), _main_module_hidden():  # workers start at the first submits
         pending = {executor.submit(_run_episode, i): i for i in indices}
     finished = 0
     try:
@@ -259,6 +261,25 @@ def _run_pool(spec: CollectSpec, indices: list[int], workers: int) -> Iterable[i
         executor.shutdown(wait=True, cancel_futures=True)
         raise
     executor.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start spawned workers without re-importing the caller's ``__main__``.
+
+    A spawned child normally imports the parent's main script; a script that calls ``collect`` (or
+    ``JEPAAgent(cfg).train()``) at top level without an ``if __name__ == "__main__"`` guard would then
+    run again in every worker and fail. Workers need nothing from ``__main__`` (they get a plain
+    :class:`CollectSpec` and import ``torchwm`` themselves), so while they start, ``__main__`` is a bare
+    module without ``__file__`` or ``__spec__`` and multiprocessing sends no main module to import.
+    """
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
 
 
 @contextlib.contextmanager

@@ -1,0 +1,313 @@
+"""One training loop for every model in torchwm (world model, I-JEPA): AdamW, warm-up + cosine
+learning rate, gradient clipping, resumable data order, atomic checkpoints, exact resume, NaN guard,
+progress bar, TensorBoard scalars and a metrics log.
+
+A model is trainable when it has ``loss(*batch) -> LossOutput`` (``total``, ``terms``, ``embeddings``,
+``frames``) and optionally ``after_step(step, total_steps)`` (e.g. an EMA update). Evaluation is a
+callable handed to :class:`Trainer` that returns named scalars.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from torchwm.io import atomic_write, atomic_write_text
+from torchwm.losses import effective_rank, embedding_std
+
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.pt"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training stopped without touching the last checkpoint."""
+
+
+@dataclass
+class TrainSettings:
+    """Plain optimisation settings (built from a config section by the caller)."""
+
+    total_steps: int
+    batch_size: int
+    learning_rate: float
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    seed: int = 0
+    log_every: int = 50
+    metrics_every: int = 100
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    loader_workers: int = 0
+    progress: bool = True
+    tensorboard: bool = True
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+    """Multiplier of the peak learning rate at ``step``: linear warm-up, then cosine to ``min_ratio``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with weight decay on weight matrices and kernels only (not on biases, norms, embeddings' scale)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+class ResumableBatchSampler(Sampler[list[int]]):
+    """Batches of indices from a fresh seeded permutation each epoch (drop last); its position is state.
+
+    ``state_dict()`` / ``load_state_dict()`` restore the exact epoch and batch, so a resumed run sees the
+    same batches in the same order as an uninterrupted one. Iterates forever; the trainer stops it.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int = 0) -> None:
+        if size < batch_size:
+            raise ValueError(f"the dataset has {size} samples, fewer than batch_size={batch_size}: "
+                             "collect more data or lower batch_size")
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.epoch, self.batch = 0, 0
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.size // self.batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        while True:
+            perm = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+            while self.batch < self.batches_per_epoch:
+                start = self.batch * self.batch_size
+                self.batch += 1
+                yield perm[start: start + self.batch_size].tolist()
+            self.epoch, self.batch = self.epoch + 1, 0
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def position(self, consumed: int) -> dict[str, int]:
+        """The state after ``consumed`` batches from the start (a loader may have prefetched further)."""
+        return {"size": self.size, "epoch": consumed // self.batches_per_epoch,
+                "batch": consumed % self.batches_per_epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if int(state["size"]) != self.size:
+            raise ValueError(f"cannot resume: the checkpoint was trained on {state['size']} samples, the dataset "
+                             f"now has {self.size}; use the same data or a new run directory")
+        self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
+
+
+def _rng_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+            "python": random.getstate()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        items = [_to_device(b, device) for b in batch]
+        return type(batch)(*items) if hasattr(batch, "_fields") else type(batch)(items)
+    return batch
+
+
+class Trainer:
+    """Trains ``model`` on ``dataset`` into ``run_dir``; :meth:`fit` resumes from the last checkpoint.
+
+    ``batch_fn(batch) -> args`` turns a loader batch into the arguments of ``model.loss``;
+    ``evaluate(model, step) -> {name: float}`` runs every ``eval_every`` steps and at the end;
+    ``extra_state`` is stored in each checkpoint (plain values: e.g. the config as a dict).
+    """
+
+    def __init__(self, model: nn.Module, dataset: Dataset, settings: TrainSettings, run_dir: str | Path, *,
+                 batch_fn: Callable[[Any], Sequence[Any]] = tuple, device: str | torch.device = "cpu",
+                 evaluate: Callable[[nn.Module, int], dict[str, float]] | None = None,
+                 extra_state: dict[str, Any] | None = None) -> None:
+        self.model, self.dataset, self.s = model, dataset, settings
+        self.run_dir = Path(run_dir)
+        self.device = torch.device(device)
+        self.batch_fn, self.evaluate = batch_fn, evaluate
+        self.writer: Any = None
+        """``SummaryWriter`` on ``run_dir`` while :meth:`fit` runs (``settings.tensorboard``)"""
+        self.extra_state = extra_state or {}
+        self.model.to(self.device)
+        self.optimizer = make_optimizer(model, settings.learning_rate, settings.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, settings.warmup_steps, settings.total_steps,
+                                                   settings.min_lr_ratio))
+        self.sampler = ResumableBatchSampler(len(dataset), settings.batch_size, settings.seed)
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+
+    # --------------------------------------------------------------------------------- checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "sampler": self.sampler.position(self.step),
+                "rng": _rng_state(), "settings": asdict(self.s), **self.extra_state}
+
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/last.pt`` atomically (the previous one stays valid until the rename)."""
+        buffer = io.BytesIO()
+        torch.save(self.state_dict(), buffer)
+        return atomic_write(self.checkpoint_path, lambda f: f.write(buffer.getbuffer()))
+
+    def load_checkpoint(self, path: str | Path | None = None) -> bool:
+        """Restore everything from ``path`` (default ``checkpoints/last.pt``); False if there is none."""
+        path = Path(path) if path is not None else self.checkpoint_path
+        if not path.exists():
+            return False
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        _set_rng_state(state["rng"])
+        self.step = int(state["step"])
+        self._truncate_metrics(self.step)
+        return True
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop metric records written after ``step`` by an interrupted run (they are redone)."""
+        path = self.run_dir / "metrics.jsonl"
+        records = [r for r in read_metrics(self.run_dir) if r["step"] <= step]
+        if path.exists():
+            atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
+
+    # ------------------------------------------------------------------------------------ the loop
+    def fit(self) -> list[dict[str, float]]:
+        """Train until ``total_steps`` (resuming if a checkpoint exists); returns the logged records."""
+        from tqdm.auto import tqdm
+
+        s = self.s
+        if not self.load_checkpoint():
+            torch.manual_seed(s.seed)
+            np.random.seed(s.seed)
+            random.seed(s.seed)
+        if s.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step drops events an interrupted run logged after the checkpoint we resume from
+            self.writer = SummaryWriter(str(self.run_dir), purge_step=self.step if self.step else None)
+        loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=s.loader_workers,
+                            persistent_workers=False)
+        bar = tqdm(total=s.total_steps, initial=self.step, disable=not s.progress, desc="train",
+                   dynamic_ncols=True)
+        self.model.train()
+        batches = iter(loader)
+        window_frames, window_start = 0, time.perf_counter()
+        while self.step < s.total_steps:
+            batch = _to_device(next(batches), self.device)
+            out = self.model.loss(*self.batch_fn(batch))
+            if not torch.isfinite(out.total):
+                self._stop_on_nonfinite(out)
+            self.optimizer.zero_grad(set_to_none=True)
+            out.total.backward()
+            grad_norm = (torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
+                         if s.grad_clip > 0 else None)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step += 1
+            if hasattr(self.model, "after_step"):
+                self.model.after_step(self.step, s.total_steps)
+            window_frames += out.frames
+            bar.update(1)
+
+            record: dict[str, float] = {}
+            if self.step % s.log_every == 0 or self.step == s.total_steps:
+                elapsed = time.perf_counter() - window_start
+                record.update({f"loss/{k}": float(v) for k, v in out.terms.items()})
+                record["train/lr"] = self.optimizer.param_groups[0]["lr"]
+                record["train/frames_per_s"] = window_frames / max(elapsed, 1e-9)
+                if grad_norm is not None:
+                    record["train/grad_norm"] = float(grad_norm)
+                window_frames, window_start = 0, time.perf_counter()
+                bar.set_postfix(loss=f"{record['loss/total']:.4f}", fps=f"{record['train/frames_per_s']:.0f}")
+            if self.step % s.metrics_every == 0 or self.step == s.total_steps:
+                record["collapse/embedding_std"] = embedding_std(out.embeddings)
+                record["collapse/effective_rank"] = effective_rank(out.embeddings)
+            if self.evaluate is not None and (self.step % s.eval_every == 0 or self.step == s.total_steps):
+                eval_start = time.perf_counter()
+                self.model.eval()
+                record.update(self.evaluate(self.model, self.step))
+                self.model.train()
+                window_start += time.perf_counter() - eval_start  # throughput counts training only
+            if record:
+                self._log(record)
+            if self.step % s.checkpoint_every == 0 or self.step == s.total_steps:
+                ckpt_start = time.perf_counter()
+                self.save_checkpoint()
+                window_start += time.perf_counter() - ckpt_start
+        bar.close()
+        if self.writer is not None:
+            self.writer.flush()
+        self.model.eval()
+        return self.history
+
+    def close(self) -> None:
+        """Close the TensorBoard writer (after any final logging by the caller)."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def _stop_on_nonfinite(self, out: Any) -> None:
+        terms = ", ".join(f"{k}={float(v):.4g}" for k, v in out.terms.items() if not k.startswith("prediction_step"))
+        where = (f"the last good checkpoint {self.checkpoint_path} was left intact"
+                 if self.checkpoint_path.exists() else "no checkpoint had been written yet")
+        raise NonFiniteLossError(
+            f"non-finite loss at step {self.step + 1} ({terms}); training stopped and {where}. "
+            "Lower learning_rate, raise train.warmup_steps or set train.grad_clip, then run train() again "
+            "to resume from the checkpoint.")
+
+    def _log(self, record: dict[str, float]) -> None:
+        record = {"step": self.step, **record}
+        self.history.append(record)
+        if self.writer is not None:
+            for key, value in record.items():
+                if key != "step":
+                    self.writer.add_scalar(key, value, self.step)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
+    """The records of ``run_dir/metrics.jsonl`` in order (empty if there are none)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON, atomically."""
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

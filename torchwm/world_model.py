@@ -1,0 +1,159 @@
+"""The JEPA world model: encode frames, fuse a history, roll the latent forward under actions.
+
+Planners use only :meth:`WorldModel.encode`, :meth:`WorldModel.context` and :meth:`WorldModel.rollout`;
+training uses :meth:`WorldModel.loss`. Any module with these methods can be planned with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from torchwm.ema import EMA, momentum_schedule
+from torchwm.losses import covariance_loss, prediction_loss, variance_loss
+from torchwm.nn.encoders import SpatialEncoder
+from torchwm.nn.predictor import Predictor
+from torchwm.nn.temporal import TemporalEncoder
+
+
+@dataclass
+class LossOutput:
+    """What :meth:`WorldModel.loss` returns.
+
+    ``total``: the scalar to minimise. ``terms``: detached scalars by name (``prediction``,
+    ``variance``, ``covariance``, ``prediction_step1`` ..). ``embeddings``: the batch's detached frame
+    embeddings ``(N, D)`` for collapse metrics. ``frames``: frames in the batch (for throughput).
+    """
+
+    total: torch.Tensor
+    terms: dict[str, torch.Tensor]
+    embeddings: torch.Tensor
+    frames: int
+
+
+class WorldModel(nn.Module):
+    """Spatial encoder + temporal encoder + action-conditioned predictor.
+
+    * ``encode(frames)``: ``(..., 3, H, W)`` uint8 or float in [0, 1] → ``(..., D)``.
+    * ``context(z_history)``: ``(B, h, D)`` → ``(B, C)``.
+    * ``rollout(context, actions)``: ``(B, C)``, ``(B, T, A)`` → predicted embeddings ``(B, T, D)``
+      of the frames the actions lead to, autoregressively (T may exceed the training horizon).
+    * ``loss(frames, actions)``: frames ``(B, h + H, 3, H, W)``, actions ``(B, H, A)`` → :class:`LossOutput`.
+
+    Actions are rescaled from ``[action_low, action_high]`` to [-1, 1] inside the model. With
+    ``ema_momentum`` set, prediction targets come from an EMA copy of the encoder (momentum raised to 1
+    by a cosine schedule, see :meth:`after_step`); otherwise from the online encoder with stop-gradient.
+    """
+
+    def __init__(self, encoder: SpatialEncoder, temporal: TemporalEncoder, predictor: Predictor,
+                 action_low: torch.Tensor, action_high: torch.Tensor, history: int, horizon: int,
+                 var_weight: float = 1.0, cov_weight: float = 0.04, ema_momentum: float | None = None) -> None:
+        super().__init__()
+        self.encoder, self.temporal, self.predictor = encoder, temporal, predictor
+        self.history, self.horizon = int(history), int(horizon)
+        self.var_weight, self.cov_weight = float(var_weight), float(cov_weight)
+        self.ema_momentum = ema_momentum
+        self.target_encoder = EMA(encoder) if ema_momentum is not None else None
+        low = torch.as_tensor(action_low, dtype=torch.float32).flatten()
+        high = torch.as_tensor(action_high, dtype=torch.float32).flatten()
+        if low.shape != high.shape or not bool((high > low).all()):
+            raise ValueError(f"action bounds must have one shape with high > low, got {low} and {high}")
+        self.register_buffer("action_low", low)
+        self.register_buffer("action_high", high)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.encoder.embed_dim
+
+    @property
+    def action_dim(self) -> int:
+        return self.action_low.numel()
+
+    # ---------------------------------------------------------------------------- planner interface
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(..., 3, H, W)`` → ``(..., D)``."""
+        lead = frames.shape[:-3]
+        z = self.encoder(frames.reshape(-1, *frames.shape[-3:]))
+        return z.reshape(*lead, z.shape[-1])
+
+    def context(self, z_history: torch.Tensor) -> torch.Tensor:
+        """``(B, h, D)`` → ``(B, C)``."""
+        return self.temporal(z_history)
+
+    def rollout(self, context: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``(B, C)``, ``(B, T, A)`` → ``(B, T, D)``: ``ẑ_{t+k} = ẑ_{t+k-1} + predictor(c_{t+k-1}, a_{t+k-1})``."""
+        if actions.dim() != 3 or actions.shape[-1] != self.action_dim:
+            raise ValueError(f"actions must be (B, T, {self.action_dim}), got {tuple(actions.shape)}")
+        if actions.shape[0] != context.shape[0]:
+            raise ValueError(f"actions batch {actions.shape[0]} != context batch {context.shape[0]}")
+        actions = self.normalise_actions(actions)
+        z = self.temporal.latest(context)
+        preds = []
+        for k in range(actions.shape[1]):
+            z = z + self.predictor(context, actions[:, k])
+            preds.append(z)
+            if k + 1 < actions.shape[1]:
+                context = self.temporal.update(context, z)
+        return torch.stack(preds, dim=1)
+
+    def normalise_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Env units in ``[low, high]`` → [-1, 1]."""
+        return (actions - self.action_low) / (self.action_high - self.action_low) * 2 - 1
+
+    # -------------------------------------------------------------------------------------- training
+    @torch.no_grad()
+    def target_embeddings(self, frames: torch.Tensor) -> torch.Tensor:
+        """Prediction targets for ``(..., 3, H, W)`` frames: EMA encoder if enabled, else the online one."""
+        if self.target_encoder is None:
+            return self.encode(frames)
+        lead = frames.shape[:-3]
+        z = self.target_encoder(frames.reshape(-1, *frames.shape[-3:]))
+        return z.reshape(*lead, z.shape[-1])
+
+    def loss(self, frames: torch.Tensor, actions: torch.Tensor) -> LossOutput:
+        """Multi-step latent prediction loss plus VICReg variance/covariance terms on the embeddings."""
+        b, t = frames.shape[:2]
+        h, horizon = self.history, actions.shape[1]
+        if t != h + horizon:
+            raise ValueError(f"frames has {t} steps; expected history + horizon = {h} + {horizon}")
+        z = self.encode(frames)  # (B, h + H, D)
+        preds = self.rollout(self.context(z[:, :h]), actions)  # (B, H, D)
+        targets = z[:, h:].detach() if self.target_encoder is None else self.target_embeddings(frames[:, h:])
+        pred, per_step = prediction_loss(preds, targets)
+        flat = z.reshape(b * t, -1)
+        var = variance_loss(flat) if self.var_weight > 0 else flat.new_zeros(())
+        cov = covariance_loss(flat) if self.cov_weight > 0 else flat.new_zeros(())
+        total = pred + self.var_weight * var + self.cov_weight * cov
+        terms = {"total": total.detach(), "prediction": pred.detach(), "variance": var.detach(),
+                 "covariance": cov.detach()}
+        terms.update({f"prediction_step{k + 1}": e.detach() for k, e in enumerate(per_step)})
+        return LossOutput(total, terms, flat.detach(), b * t)
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        """Called by the trainer after each optimiser step: updates the EMA target encoder."""
+        if self.target_encoder is not None:
+            self.target_encoder.update(self.encoder, momentum_schedule(step, total_steps, self.ema_momentum))
+
+    def extra_repr(self) -> str:
+        count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        return (f"history={self.history}, horizon={self.horizon}, params: encoder={count(self.encoder):,} "
+                f"temporal={count(self.temporal):,} predictor={count(self.predictor):,}")
+
+
+def build_world_model(cfg: Any, action_low: Any, action_high: Any) -> WorldModel:
+    """The world model a :class:`~torchwm.config.JEPAConfig` describes, for an env with these action bounds."""
+    from torchwm.nn.encoders import build_spatial_encoder
+
+    m = cfg.model
+    encoder = build_spatial_encoder(m.encoder, cfg.image_size, cfg.patch_size, cfg.embed_dim, cfg.num_layers,
+                                    cfg.num_heads, conv_width=m.conv_width, timm_model=m.timm_model)
+    temporal = TemporalEncoder(encoder.embed_dim, m.temporal_hidden)
+    low = torch.as_tensor(action_low, dtype=torch.float32).flatten()
+    predictor = Predictor(temporal.context_dim, low.numel(), encoder.embed_dim, m.predictor_hidden,
+                          m.predictor_depth)
+    return WorldModel(encoder, temporal, predictor, low, action_high, m.history, cfg.predict_horizon,
+                      var_weight=cfg.train.var_weight, cov_weight=cfg.train.cov_weight,
+                      ema_momentum=cfg.train.ema_momentum if cfg.train.ema else None)
