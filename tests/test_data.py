@@ -305,6 +305,27 @@ def test_collect_validates_arguments(tmp_path, kwargs, message):
     assert not (tmp_path / "s").exists()
 
 
+def test_collect_from_unguarded_script(tmp_path):
+    """A script calling collect() at top level, without ``if __name__ == "__main__"``, works with workers:
+    spawned workers must not re-import (and so re-run) the caller's ``__main__``."""
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import os\n"
+        "from torchwm.data import collect\n"
+        "with open('ran.txt', 'a') as f:\n"
+        "    f.write(f'{os.getpid()}\\n')\n"
+        f"store = collect({PM!r}, 'store', episodes=2, steps=5, workers=2, image_size={SIZE}, progress=False)\n"
+        "print('episodes', len(store))\n")
+    env = dict(os.environ, MUJOCO_GL="egl")
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "episodes 2" in proc.stdout
+    assert len((tmp_path / "ran.txt").read_text().split()) == 1, "the script's top level ran again in a worker"
+    store = TrajectoryStore(tmp_path / "store")
+    assert store.indices == [0, 1] and store.lengths == {0: 5, 1: 5}
+
+
 def test_collection_modules_do_not_import_torch():
     code = ("import sys, torchwm.data, torchwm.data.collect, torchwm.data.store; "
             "from torchwm.data import collect, TrajectoryStore; assert 'torch' not in sys.modules")

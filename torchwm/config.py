@@ -116,7 +116,10 @@ class TrainConfig:
     """Optimisation of the world model: schedule, loss weights, target encoder, checkpoints."""
 
     steps: int = _opt(0, min=0)
-    """optimisation steps; 0 = ``epochs`` passes over the training windows (>= 0)"""
+    """optimisation steps; 0 = ``epochs`` passes over the training sequences (>= 0)"""
+    sequence_length: int = _opt(0, min=0)
+    """frames per training sequence; every window of history + predict_horizon frames inside it is
+    trained on, so each encoded frame serves several predictions; 0 = history + predict_horizon (one window)"""
     warmup_steps: int = _opt(100, min=0)
     """linear learning-rate warm-up steps before the cosine decay (>= 0)"""
     min_lr_ratio: float = _opt(0.05, min=0.0, max=1.0)
@@ -162,7 +165,7 @@ class PlanningConfig:
     cost: str = _opt("l2", choices=("l2", "l1", "cosine"))
     """distance between predicted and goal embeddings: "l2", "l1" or "cosine" (1 - cosine similarity)."""
     cost_steps: str = _opt("final", choices=("final", "all"))
-    """embeddings compared to the goal: "final" (last predicted step) or "all" (summed over the horizon)"""
+    """embeddings compared to the goal: "final" (last predicted step) or "all" (weighted mean over the horizon, later steps weighted more)"""
     execute_steps: int = _opt(1, min=1)
     """planned actions executed before replanning (>= 1 and <= horizon)"""
     episode_steps: int = _opt(50, min=1)
@@ -278,7 +281,12 @@ class JEPAConfig:
             if ok("planning.execute_steps", "planning.horizon") and pl.execute_steps > pl.horizon:
                 problems.append(f"planning.execute_steps={pl.execute_steps!r}, planning.horizon={pl.horizon!r}: "
                                 "execute_steps must be <= horizon")
-        m = self.model
+        m, tr = self.model, self.train
+        if (isinstance(m, ModelConfig) and isinstance(tr, TrainConfig) and tr.sequence_length
+                and ok("train.sequence_length", "model.history", "predict_horizon")
+                and tr.sequence_length < m.history + self.predict_horizon):
+            problems.append(f"train.sequence_length={tr.sequence_length!r}: must be 0 or >= model.history + "
+                            f"predict_horizon = {m.history + self.predict_horizon}")
         if isinstance(m, ModelConfig) and ok("model.encoder", "model.timm_model"):
             if m.encoder == "timm" and not m.timm_model:
                 problems.append(f"model.encoder='timm', model.timm_model={m.timm_model!r}: "

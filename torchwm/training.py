@@ -218,8 +218,11 @@ class Trainer:
 
             # purge_step drops events an interrupted run logged after the checkpoint we resume from
             self.writer = SummaryWriter(str(self.run_dir), purge_step=self.step if self.step else None)
+        # A private generator: iter(loader) draws the workers' base seed from it. From the global RNG it
+        # would shift the RNG state just restored from the checkpoint, and a resumed run whose model draws
+        # random numbers (dropout, noise, masks) would diverge from an uninterrupted one.
         loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=s.loader_workers,
-                            persistent_workers=False)
+                            persistent_workers=False, generator=torch.Generator().manual_seed(s.seed))
         bar = tqdm(total=s.total_steps, initial=self.step, disable=not s.progress, desc="train",
                    dynamic_ncols=True)
         self.model.train()

@@ -41,7 +41,8 @@ class WorldModel(nn.Module):
     * ``context(z_history)``: ``(B, h, D)`` → ``(B, C)``.
     * ``rollout(context, actions)``: ``(B, C)``, ``(B, T, A)`` → predicted embeddings ``(B, T, D)``
       of the frames the actions lead to, autoregressively (T may exceed the training horizon).
-    * ``loss(frames, actions)``: frames ``(B, h + H, 3, H, W)``, actions ``(B, H, A)`` → :class:`LossOutput`.
+    * ``loss(frames, actions)``: frames ``(B, L, 3, H, W)``, actions ``(B, L - h, A)``, ``L >= h + horizon``
+      → :class:`LossOutput` (see :meth:`loss`).
 
     Actions are rescaled from ``[action_low, action_high]`` to [-1, 1] inside the model. With
     ``ema_momentum`` set, prediction targets come from an EMA copy of the encoder (momentum raised to 1
@@ -114,23 +115,38 @@ class WorldModel(nn.Module):
         return z.reshape(*lead, z.shape[-1])
 
     def loss(self, frames: torch.Tensor, actions: torch.Tensor) -> LossOutput:
-        """Multi-step latent prediction loss plus VICReg variance/covariance terms on the embeddings."""
-        b, t = frames.shape[:2]
-        h, horizon = self.history, actions.shape[1]
-        if t != h + horizon:
-            raise ValueError(f"frames has {t} steps; expected history + horizon = {h} + {horizon}")
-        z = self.encode(frames)  # (B, h + H, D)
-        preds = self.rollout(self.context(z[:, :h]), actions)  # (B, H, D)
-        targets = z[:, h:].detach() if self.target_encoder is None else self.target_embeddings(frames[:, h:])
-        pred, per_step = prediction_loss(preds, targets)
-        flat = z.reshape(b * t, -1)
+        """Multi-step latent prediction loss plus VICReg variance/covariance terms on the embeddings.
+
+        ``frames (B, L, 3, H, W)`` and ``actions (B, L - h, A)`` are sequences of ``L >= h + horizon``
+        frames; every anchor ``t`` with a full history and horizon inside the sequence is trained on
+        (``L - h - horizon + 1`` of them), so each encoded frame serves several predictions.
+        With ``L = h + horizon`` this is one window per sample.
+        """
+        b, length = frames.shape[:2]
+        h, horizon = self.history, self.horizon
+        anchors = length - h - horizon + 1
+        if anchors < 1 or actions.shape[1] != length - h:
+            raise ValueError(f"frames has {length} steps and actions {actions.shape[1]}; expected at least "
+                             f"history + horizon = {h} + {horizon} frames and frames - history actions")
+        z = self.encode(frames)  # (B, L, D)
+        targets = z.detach() if self.target_encoder is None else self.target_embeddings(frames)
+        # Anchor j predicts frames h+j .. h+j+horizon-1 from frames j .. j+h-1 and actions j .. j+horizon-1.
+        z_hist = z.unfold(1, h, 1)[:, :anchors]  # (B, anchors, D, h)
+        z_hist = z_hist.permute(0, 1, 3, 2).reshape(b * anchors, h, -1)
+        acts = actions.unfold(1, horizon, 1)[:, :anchors]  # (B, anchors, A, horizon)
+        acts = acts.permute(0, 1, 3, 2).reshape(b * anchors, horizon, -1)
+        tgt = targets[:, h:].unfold(1, horizon, 1)[:, :anchors]  # (B, anchors, D, horizon)
+        tgt = tgt.permute(0, 1, 3, 2).reshape(b * anchors, horizon, -1)
+        preds = self.rollout(self.context(z_hist), acts)  # (B * anchors, horizon, D)
+        pred, per_step = prediction_loss(preds, tgt)
+        flat = z.reshape(b * length, -1)
         var = variance_loss(flat) if self.var_weight > 0 else flat.new_zeros(())
         cov = covariance_loss(flat) if self.cov_weight > 0 else flat.new_zeros(())
         total = pred + self.var_weight * var + self.cov_weight * cov
         terms = {"total": total.detach(), "prediction": pred.detach(), "variance": var.detach(),
                  "covariance": cov.detach()}
         terms.update({f"prediction_step{k + 1}": e.detach() for k, e in enumerate(per_step)})
-        return LossOutput(total, terms, flat.detach(), b * t)
+        return LossOutput(total, terms, flat.detach(), b * length)
 
     def after_step(self, step: int, total_steps: int) -> None:
         """Called by the trainer after each optimiser step: updates the EMA target encoder."""

@@ -124,7 +124,8 @@ class JEPAAgent:
 
         c = self.cfg
         train_eps, heldout_eps = split_episodes(store, c.data.heldout_fraction, seed=c.seed)
-        train_set = TrajectoryWindows(store, c.model.history, c.predict_horizon, episodes=train_eps)
+        length = c.train.sequence_length or c.model.history + c.predict_horizon
+        train_set = TrajectoryWindows(store, c.model.history, length - c.model.history, episodes=train_eps)
         heldout = (TrajectoryWindows(store, c.model.history, 2 * c.predict_horizon, episodes=heldout_eps)
                    if heldout_eps else None)
         return train_set, heldout
@@ -187,7 +188,7 @@ class _HeldOutEvaluator:
     Uses fixed subsets (same windows and frames every time) so the curves are comparable.
     """
 
-    MAX_WINDOWS = 512
+    MAX_WINDOWS = 256
     MAX_PROBE_FRAMES = 2000
 
     def __init__(self, cfg: JEPAConfig, store, train_set, heldout, device: torch.device) -> None:
@@ -234,13 +235,16 @@ def _sample_frames(store, episodes, count: int, rng: np.random.Generator) -> tup
     """Up to ``count`` random ``(frame, state)`` pairs from ``episodes`` of ``store`` (uint8, float64)."""
     pairs = [(ep, t) for ep in episodes for t in range(store.lengths[ep] + 1)]
     chosen = sorted(rng.choice(len(pairs), min(count, len(pairs)), replace=False))
-    frames, states = [], []
+    by_episode: dict[int, list[int]] = {}
     for i in chosen:
         ep, t = pairs[i]
+        by_episode.setdefault(ep, []).append(t)
+    frames, states = [], []
+    for ep, steps in by_episode.items():  # one memory map per episode, fancy-indexed once
         episode = store.episode(ep)
-        frames.append(np.asarray(episode.frames[t]))
-        states.append(np.asarray(episode.states[t]))
-    return np.stack(frames), np.stack(states)
+        frames.append(np.asarray(episode.frames[steps]))
+        states.append(np.asarray(episode.states[steps]))
+    return np.concatenate(frames), np.concatenate(states)
 
 
 @torch.no_grad()

@@ -48,10 +48,13 @@ def prediction_errors(model, batches: Iterable[tuple[torch.Tensor, torch.Tensor]
     sq_model = sq_copy = None
     count = 0
     for frames, actions in batches:
-        z = model.encode(frames[:, :history])
-        targets = model.target_embeddings(frames[:, history:])  # (B, K, D)
+        if getattr(model, "target_encoder", None) is None:  # targets are online embeddings: encode once
+            z_all = model.encode(frames)
+            z, future = z_all[:, :history], z_all[:, history - 1:]
+        else:
+            z, future = model.encode(frames[:, :history]), model.target_embeddings(frames[:, history - 1:])
+        last, targets = future[:, :1], future[:, 1:]  # (B, 1, D), (B, K, D)
         preds = model.rollout(model.context(z), actions)
-        last = model.target_embeddings(frames[:, history - 1: history])  # (B, 1, D)
         m = (preds - targets).pow(2).mean(dim=2).sum(dim=0)
         c = (last - targets).pow(2).mean(dim=2).sum(dim=0)
         sq_model = m if sq_model is None else sq_model + m

@@ -23,7 +23,12 @@ class Predictor(nn.Module):
         for _ in range(depth):
             layers += [nn.Linear(width, hidden_dim), nn.LayerNorm(hidden_dim), nn.SiLU()]
             width = hidden_dim
-        layers.append(nn.Linear(width, embed_dim))
+        out = nn.Linear(width, embed_dim)
+        # Start at "nothing moves" (Δz = 0): a random output layer would predict changes larger than the
+        # per-step motion, and the first few hundred steps would be spent unlearning them.
+        nn.init.zeros_(out.weight)
+        nn.init.zeros_(out.bias)
+        layers.append(out)
         self.net = nn.Sequential(*layers)
         self.action_dim = action_dim
 

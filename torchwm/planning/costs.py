@@ -1,0 +1,61 @@
+"""Planning costs: how far predicted embeddings are from the goal embedding."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+METRICS = ("cosine", "l1", "l2")
+STEPS = ("all", "final")
+
+
+def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``allowed``; otherwise raise a ``ValueError`` naming ``name``."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, sorted(allowed)))}, not {value!r}")
+    return value
+
+
+def _distance(pred: torch.Tensor, goal: torch.Tensor, metric: str) -> torch.Tensor:
+    """``(N, T, D)``, ``(N or 1, 1, D)`` → ``(N, T)``."""
+    if metric == "l2":
+        return (pred - goal).norm(dim=-1)
+    if metric == "l1":
+        return (pred - goal).abs().sum(dim=-1)
+    return 1 - F.cosine_similarity(pred, goal.expand_as(pred), dim=-1)
+
+
+def latent_cost(pred: torch.Tensor, goal: torch.Tensor, metric: str = "l2", steps: str = "final",
+                weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Distance of predicted embeddings from a goal embedding, one number per sequence.
+
+    Args:
+        pred: predicted embeddings ``(N, T, D)``.
+        goal: goal embeddings ``(N, D)``, or ``(1, D)`` shared by all N.
+        metric: ``"l2"`` (Euclidean norm, not squared), ``"l1"`` (sum of absolute differences) or
+            ``"cosine"`` (1 - cosine similarity).
+        steps: ``"final"`` scores the last predicted step only; ``"all"`` is a weighted mean over the
+            T steps.
+        weights: ``(T,)`` non-negative step weights for ``steps="all"`` (normalised to sum to 1);
+            default ``1, 2, .., T`` so later steps count more.
+
+    Returns:
+        costs ``(N,)`` (lower is better).
+    """
+    check_choice("metric", metric, METRICS)
+    check_choice("steps", steps, STEPS)
+    if pred.dim() != 3 or goal.dim() != 2 or goal.shape[-1] != pred.shape[-1] or goal.shape[0] not in (1, len(pred)):
+        raise ValueError(f"pred must be (N, T, D) and goal (N or 1, D), got {tuple(pred.shape)}, {tuple(goal.shape)}")
+    goal = goal[:, None]  # (N or 1, 1, D)
+    if steps == "final":
+        if weights is not None:
+            raise ValueError("weights only apply to steps='all', not steps='final'")
+        return _distance(pred[:, -1:], goal, metric)[:, 0]
+    t = pred.shape[1]
+    if weights is None:
+        weights = torch.arange(1, t + 1, device=pred.device, dtype=pred.dtype)
+    else:
+        weights = torch.as_tensor(weights, device=pred.device, dtype=pred.dtype)
+        if weights.shape != (t,) or bool((weights < 0).any()) or not bool(weights.sum() > 0):
+            raise ValueError(f"weights must be ({t},) non-negative with a positive sum, got {weights.tolist()}")
+    return _distance(pred, goal, metric) @ (weights / weights.sum())
