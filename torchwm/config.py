@@ -103,6 +103,11 @@ class ModelConfig:
     """frames fused by the temporal encoder (>= 1)"""
     conv_width: int = _opt(32, min=1)
     """channels of the conv encoder's first layer; later layers use 2x, 4x, 8x (>= 1)"""
+    conv_head: str = _opt("flatten", choices=("flatten", "keypoints"))
+    """conv encoder head: "flatten" (final map into a linear layer) or "keypoints" (spatial softmax:
+    expected (x, y) of each channel, so body positions become linear features)"""
+    keypoints: int = _opt(64, min=1)
+    """keypoint channels of the "keypoints" conv head (>= 1)"""
     temporal_hidden: int = _opt(256, min=1)
     """hidden width of the recurrent temporal encoder (>= 1)"""
     predictor_hidden: int = _opt(512, min=1)
@@ -132,6 +137,9 @@ class TrainConfig:
     """weight of the VICReg variance (std hinge) term (>= 0; 0 = off)"""
     cov_weight: float = _opt(0.04, min=0.0)
     """weight of the VICReg covariance term (>= 0; 0 = off)"""
+    idm_weight: float = _opt(0.0, min=0.0)
+    """weight of the inverse-dynamics auxiliary loss (predict a_t from the context and z_{t+1}); it keeps
+    what the agent controls in the embedding (>= 0; 0 = off)"""
     ema: bool = False
     """predict the embeddings of an EMA target encoder instead of stop-gradient online embeddings"""
     ema_momentum: float = _opt(0.99, min=0.0, lt=1.0)
@@ -172,6 +180,10 @@ class PlanningConfig:
     """step budget of one goal-reaching episode (>= 1)"""
     eval_episodes: int = _opt(100, min=1)
     """goal-reaching episodes per evaluation (>= 1)"""
+    parallel: int = _opt(16, min=1)
+    """evaluation episodes run side by side, planned in one batch (>= 1)"""
+    videos: int = _opt(3, min=0)
+    """evaluation episodes saved as GIF (observation beside goal) and logged to TensorBoard (>= 0)"""
 
 
 @dataclass
@@ -267,10 +279,12 @@ class JEPAConfig:
         def ok(*paths: str) -> bool:  # all of these fields (and their sections) passed their own rules
             return not any(p == b or p.startswith(b + ".") for p in paths for b in bad)
 
-        if ok("image_size", "patch_size") and self.image_size % self.patch_size:
+        # patch and head sizes matter where a ViT is built: the "vit" encoder and image-folder pretraining
+        uses_vit = self.dataset == "imagefolder" or not isinstance(self.model, ModelConfig) or self.model.encoder == "vit"
+        if uses_vit and ok("image_size", "patch_size") and self.image_size % self.patch_size:
             problems.append(f"image_size={self.image_size!r}, patch_size={self.patch_size!r}: "
                             "image_size must be divisible by patch_size")
-        if ok("embed_dim", "num_heads") and self.embed_dim % self.num_heads:
+        if uses_vit and ok("embed_dim", "num_heads") and self.embed_dim % self.num_heads:
             problems.append(f"embed_dim={self.embed_dim!r}, num_heads={self.num_heads!r}: "
                             "embed_dim must be divisible by num_heads")
         pl = self.planning

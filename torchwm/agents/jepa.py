@@ -144,6 +144,111 @@ class JEPAAgent:
                                  + "\n  ".join(changed))
         self.cfg.save(path)
 
+    # -------------------------------------------------------------------------------------- planning
+    def _require_model(self):
+        if self.world_model is None:
+            raise RuntimeError("no world model: call train() or JEPAAgent.load(run_dir) first")
+        return self.world_model
+
+    def planner(self):
+        """The planner ``cfg.planning`` describes (CEM or MPPI)."""
+        from torchwm.planning import make_planner
+
+        p = self.cfg.planning
+        kwargs: dict[str, Any] = dict(samples=p.samples, iterations=p.iterations, horizon=p.horizon,
+                                      init_std=p.init_std, cost=p.cost, cost_steps=p.cost_steps)
+        if p.planner == "cem":
+            kwargs["elites"] = p.elites
+        else:
+            kwargs["temperature"] = p.temperature
+        return make_planner(p.planner, **kwargs)
+
+    def controller(self):
+        """A warm-started MPC controller (:class:`~torchwm.planning.MPCController`) for E episodes at once."""
+        from torchwm.planning import MPCController
+
+        return MPCController(self._require_model(), self.planner(), execute_steps=self.cfg.planning.execute_steps)
+
+    @torch.no_grad()
+    def plan(self, frames_history: Any, goal_image: Any) -> np.ndarray:
+        """One planning call: ``frames_history`` uint8 ``(h, 3, H, W)`` (or one frame ``(3, H, W)``; older
+        frames are padded by repeating the first) and ``goal_image`` ``(3, H, W)`` → the first action ``(A,)``.
+
+        Stateless (no warm start); for closed-loop control use :meth:`controller`.
+        """
+        model = self._require_model()
+        frames = torch.as_tensor(np.asarray(frames_history), device=self.device)
+        if frames.dim() == 3:
+            frames = frames[None]
+        if frames.dim() != 4 or tuple(frames.shape[1:]) != (3, self.cfg.image_size, self.cfg.image_size):
+            raise ValueError(f"frames_history must be (h, 3, {self.cfg.image_size}, {self.cfg.image_size}), "
+                             f"got {tuple(frames.shape)}")
+        h = model.history
+        frames = torch.cat([frames[:1].expand(max(h - len(frames), 0), -1, -1, -1), frames])[-h:]
+        goal = torch.as_tensor(np.asarray(goal_image), device=self.device)
+        context = model.context(model.encode(frames)[None])
+        result = self.planner().plan(model, context, model.encode(goal[None]), model.action_low, model.action_high)
+        return result.actions[0, 0].cpu().numpy()
+
+    def evaluate(self, episodes: int | None = None, seed: int | None = None, parallel: int | None = None,
+                 baseline: bool = True, videos: int | None = None):
+        """Goal-reaching episodes with the planner (and a random-policy baseline on the same starts and goals).
+
+        Writes ``run_dir/eval/goal_reaching.json`` and GIFs ``run_dir/eval/videos/*.gif`` (observation
+        beside the goal), logs success rates and videos to TensorBoard, and returns the
+        :class:`~torchwm.eval.goal_reaching.GoalReaching` results (``print(result)`` shows a table).
+        """
+        from torchwm.envs import make
+        from torchwm.eval.goal_reaching import GoalReaching, RandomPolicy, episode_seeds, run_episodes, save_gif
+        from torchwm.training import write_json
+
+        c, p = self.cfg, self.cfg.planning
+        model = self._require_model()
+        episodes = p.eval_episodes if episodes is None else episodes
+        seed = c.seed if seed is None else seed
+        parallel = p.parallel if parallel is None else parallel
+        videos = p.videos if videos is None else videos
+        seeds = episode_seeds(seed, episodes)
+
+        def make_env():
+            return make(c.env.id, image_size=c.image_size, action_repeat=c.env.action_repeat, camera=c.env.camera,
+                        goal_steps=c.env.goal_steps)
+
+        result = GoalReaching(c.env.id, seeds, p.episode_steps)
+        controller = self.controller()
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed)  # the planner's samples: the same seed gives the same evaluation
+            result.results["planner"], clips = run_episodes(
+                make_env, _NumpyController(controller), seeds, p.episode_steps, parallel=parallel, record=videos,
+                progress=c.logging.progress, desc=f"plan ({p.planner})")
+        if baseline:
+            low, high = model.action_low.cpu().numpy(), model.action_high.cpu().numpy()
+            result.results["random"], _ = run_episodes(
+                make_env, RandomPolicy(low, high, seed), seeds, p.episode_steps, parallel=parallel,
+                progress=c.logging.progress, desc="random")
+        out = self.run_dir / "eval"
+        write_json(out / "goal_reaching.json", {**result.to_dict(), "planning": c.to_dict()["planning"]})
+        paths = [save_gif(v, out / "videos" / f"episode_{i:02d}.gif") for i, v in enumerate(clips)]
+        self._log_evaluation(result, clips)
+        self.evaluation, self.videos = result, paths
+        return result
+
+    def _log_evaluation(self, result, clips: list[np.ndarray]) -> None:
+        if not self.cfg.logging.tensorboard:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        step = int(self.metrics.get("steps", 0)) if self.metrics else 0
+        with SummaryWriter(str(self.run_dir)) as writer:
+            for name, r in result.results.items():
+                writer.add_scalar(f"goal_reaching/{name}_success_rate", r.rate, step)
+                writer.add_scalar(f"goal_reaching/{name}_final_distance", float(r.final_distance.mean()), step)
+            writer.add_scalar("goal_reaching/ms_per_step", result.results["planner"].ms_per_step, step)
+            for i, clip in enumerate(clips):  # frames as an image strip (add_video needs moviepy)
+                strip = clip[:: max(1, len(clip) // 10)][:10]
+                writer.add_images(f"goal_reaching/episode_{i:02d}", strip, step, dataformats="NHWC")
+            writer.add_text("goal_reaching/results", result.table(), step)
+
     # ---------------------------------------------------------------------------------- save / load
     def save(self, path: str | Path | None = None) -> Path:
         """Write the trained world model (weights, config, action bounds) atomically; returns the path."""
@@ -180,6 +285,19 @@ class JEPAAgent:
         model.load_state_dict(weights)
         agent.world_model = model.to(agent.device).eval()
         return agent
+
+
+class _NumpyController:
+    """Adapts :class:`~torchwm.planning.MPCController` (tensors) to the numpy goal-reaching loop."""
+
+    def __init__(self, controller) -> None:
+        self.controller = controller
+
+    def reset(self, first_frames: np.ndarray, goal_frames: np.ndarray) -> None:
+        self.controller.reset(torch.from_numpy(first_frames), torch.from_numpy(goal_frames))
+
+    def act(self, frames: np.ndarray) -> np.ndarray:
+        return self.controller.act(torch.from_numpy(frames)).cpu().numpy()
 
 
 class _HeldOutEvaluator:

@@ -41,6 +41,50 @@ class ConvBackbone(nn.Module):
         return self.layers(x)
 
 
+class SpatialSoftmax(nn.Module):
+    """Feature map ``(N, K, h, w)`` → expected image coordinates of each channel ``(N, 2K)`` in [-1, 1].
+
+    Each channel becomes a soft "keypoint" (Levine et al. 2016): positions of bodies become linear
+    features, which is what a planner's L2 cost and a linear probe want. The temperature is learned.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        n, k, h, w = fmap.shape
+        attn = torch.softmax(fmap.flatten(2) / self.log_temperature.exp(), dim=-1)  # (N, K, h*w)
+        ys = torch.linspace(-1, 1, h, device=fmap.device, dtype=fmap.dtype)
+        xs = torch.linspace(-1, 1, w, device=fmap.device, dtype=fmap.dtype)
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        coords = torch.stack([grid_x.flatten(), grid_y.flatten()], dim=-1)  # (h*w, 2)
+        return (attn @ coords).flatten(1)  # (N, 2K)
+
+
+class KeypointBackbone(nn.Module):
+    """Conv net keeping a 1/4-resolution map: ``(N, 3, H, W)`` → ``(N, keypoints, H/4, W/4)``.
+
+    Two stride-2 and two stride-1 3x3 convolutions (GroupNorm, SiLU), then a 1x1 convolution to one
+    channel per keypoint.
+    """
+
+    def __init__(self, width: int = 32, keypoints: int = 64) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_ch = 3
+        for out_ch, stride in ((width, 2), (2 * width, 2), (2 * width, 1), (2 * width, 1)):
+            layers += [nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1),
+                       nn.GroupNorm(min(8, out_ch), out_ch), nn.SiLU()]
+            in_ch = out_ch
+        layers.append(nn.Conv2d(in_ch, keypoints, 1))
+        self.layers = nn.Sequential(*layers)
+        self.out_channels = keypoints
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
 class SpatialEncoder(nn.Module):
     """Frame encoder with a uniform interface over three backbones.
 
@@ -79,12 +123,22 @@ class SpatialEncoder(nn.Module):
         return cls("vit", backbone, embed_dim, spec=spec)
 
     @classmethod
-    def conv(cls, image_size: int = 64, embed_dim: int = 128, width: int = 32) -> SpatialEncoder:
-        backbone = ConvBackbone(width)
-        side = math.ceil(image_size / 16)
-        head = nn.Sequential(nn.Flatten(), nn.Linear(backbone.out_channels * side * side, embed_dim))
-        spec = dict(image_size=image_size, embed_dim=embed_dim, width=width)
-        return cls("conv", backbone, embed_dim, head=head, spec=spec)
+    def conv(cls, image_size: int = 64, embed_dim: int = 128, width: int = 32, head: str = "flatten",
+             keypoints: int = 64) -> SpatialEncoder:
+        """``head="flatten"``: 4 stride-2 convs, the final map flattened into a linear layer.
+        ``head="keypoints"``: a 1/4-resolution map, spatial softmax to ``keypoints`` (x, y) positions,
+        then a linear layer (positions of bodies become linear features)."""
+        if head == "flatten":
+            backbone: nn.Module = ConvBackbone(width)
+            side = math.ceil(image_size / 16)
+            head_module = nn.Sequential(nn.Flatten(), nn.Linear(backbone.out_channels * side * side, embed_dim))
+        elif head == "keypoints":
+            backbone = KeypointBackbone(width, keypoints)
+            head_module = nn.Sequential(SpatialSoftmax(), nn.Linear(2 * keypoints, embed_dim))
+        else:
+            raise ValueError(f"conv head must be 'flatten' or 'keypoints', not {head!r}")
+        spec = dict(image_size=image_size, embed_dim=embed_dim, width=width, head=head, keypoints=keypoints)
+        return cls("conv", backbone, embed_dim, head=head_module, spec=spec)
 
     @classmethod
     def from_timm(cls, name: str, image_size: int | None = None) -> SpatialEncoder:
@@ -136,12 +190,13 @@ def _accepts_img_size(name: str) -> bool:
 
 
 def build_spatial_encoder(encoder: str, image_size: int, patch_size: int, embed_dim: int, num_layers: int,
-                          num_heads: int, conv_width: int = 32, timm_model: str = "") -> SpatialEncoder:
+                          num_heads: int, conv_width: int = 32, timm_model: str = "", conv_head: str = "flatten",
+                          keypoints: int = 64) -> SpatialEncoder:
     """The encoder a config asks for (``model.encoder`` is "vit", "conv" or "timm")."""
     if encoder == "vit":
         return SpatialEncoder.vit(image_size, patch_size, embed_dim, num_layers, num_heads)
     if encoder == "conv":
-        return SpatialEncoder.conv(image_size, embed_dim, conv_width)
+        return SpatialEncoder.conv(image_size, embed_dim, conv_width, conv_head, keypoints)
     if encoder == "timm":
         return SpatialEncoder.from_timm(timm_model, image_size)
     raise ValueError(f"model.encoder={encoder!r}: unknown encoder; allowed: 'conv', 'timm', 'vit'")

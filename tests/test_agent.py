@@ -1,0 +1,152 @@
+"""JEPAAgent and the command line, end to end on a tiny point_mass run (CPU, seconds)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from torchwm import JEPAAgent, JEPAConfig
+from torchwm.eval.goal_reaching import episode_seeds, wilson_interval
+
+
+def _tiny_config(tmp_path, **overrides) -> JEPAConfig:
+    items = {
+        "image_size": 16, "embed_dim": 16, "batch_size": 4, "learning_rate": 1e-3, "predict_horizon": 2,
+        "env.id": "dmc:point_mass-easy", "model.encoder": "conv", "model.conv_width": 4, "model.history": 2,
+        "model.temporal_hidden": 16, "model.predictor_hidden": 32, "data.episodes": 4, "data.steps": 12,
+        "data.workers": 1, "data.path": str(tmp_path / "store"), "train.steps": 6, "train.eval_every": 3,
+        "train.checkpoint_every": 3, "train.metrics_every": 3, "train.warmup_steps": 2,
+        "planning.samples": 16, "planning.elites": 4, "planning.iterations": 2, "planning.horizon": 3,
+        "planning.episode_steps": 3, "planning.eval_episodes": 2, "planning.parallel": 2, "planning.videos": 1,
+        "logging.run_dir": str(tmp_path / "run"), "logging.log_every": 2, "logging.progress": False,
+    }
+    items.update(overrides)
+    return JEPAConfig().override([f"{k}={v}" for k, v in items.items()]).validate()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("agent")
+    cfg = _tiny_config(tmp)
+    agent = JEPAAgent(cfg)
+    metrics = agent.train()
+    return agent, metrics, tmp
+
+
+def test_train_writes_a_complete_run_directory(trained):
+    agent, metrics, _ = trained
+    run = agent.run_dir
+    assert (run / "config.yaml").exists() and (run / "model.pt").exists()
+    assert (run / "checkpoints" / "last.pt").exists()
+    assert list(run.glob("events.out.tfevents.*")), "no TensorBoard events"
+    assert JEPAConfig.load(run / "config.yaml") == agent.cfg
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["steps"] == metrics["steps"] == 6
+    for key in ["loss/prediction", "loss/variance", "collapse/effective_rank", "eval/pred_error_step1",
+                "eval/copy_error_step4", "eval/probe_r2", "train/frames_per_s"]:
+        assert key in saved and np.isfinite(saved[key]), key
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 6
+
+
+def test_train_again_resumes_without_retraining(trained):
+    agent, metrics, _ = trained
+    before = (agent.run_dir / "checkpoints" / "last.pt").read_bytes()
+    again = JEPAAgent(agent.cfg).train()
+    assert again["steps"] == 6
+    assert (agent.run_dir / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_resuming_with_a_different_config_is_refused(trained):
+    agent, _, _ = trained
+    changed = agent.cfg.override(["learning_rate=0.01"])
+    with pytest.raises(ValueError, match="different config"):
+        JEPAAgent(changed).train()
+
+
+def test_load_gives_the_same_model(trained):
+    agent, _, _ = trained
+    loaded = JEPAAgent.load(agent.run_dir)
+    frames = torch.randint(0, 256, (2, 3, 3, 16, 16), dtype=torch.uint8)
+    with torch.no_grad():
+        a = agent.world_model.encode(frames)
+        b = loaded.world_model.encode(frames)
+    torch.testing.assert_close(a, b)
+    for (name, p), (_, q) in zip(agent.world_model.state_dict().items(), loaded.world_model.state_dict().items()):
+        assert torch.equal(p, q), name
+
+
+def test_load_of_a_missing_run_names_what_it_looked_for(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model.pt"):
+        JEPAAgent.load(tmp_path / "nothing")
+
+
+def test_plan_returns_an_action_within_bounds(trained):
+    agent, _, _ = trained
+    rng = np.random.default_rng(0)
+    history = rng.integers(0, 256, (2, 3, 16, 16), dtype=np.uint8)
+    goal = rng.integers(0, 256, (3, 16, 16), dtype=np.uint8)
+    action = agent.plan(history, goal)
+    assert action.shape == (2,) and np.all(np.abs(action) <= 1.0)
+    assert agent.plan(history[0], goal).shape == (2,)  # one frame is padded to the history
+    with pytest.raises(ValueError, match="frames_history"):
+        agent.plan(rng.integers(0, 256, (2, 3, 8, 8), dtype=np.uint8), goal)
+
+
+def test_evaluate_writes_results_videos_and_compares_with_random(trained):
+    agent, _, _ = trained
+    result = agent.evaluate()
+    assert set(result.results) == {"planner", "random"}
+    for r in result.results.values():
+        assert len(r.success) == 2 and np.all(np.isfinite(r.final_distance))
+        assert np.all(r.min_distance <= r.final_distance + 1e-12)
+    saved = json.loads((agent.run_dir / "eval" / "goal_reaching.json").read_text())
+    assert saved["episodes"] == 2 and saved["seeds"] == episode_seeds(agent.cfg.seed, 2)
+    assert saved["summary"]["planner"]["ms_per_step"] > 0
+    gifs = sorted((agent.run_dir / "eval" / "videos").glob("*.gif"))
+    assert len(gifs) == 1
+    from PIL import Image
+
+    with Image.open(gifs[0]) as gif:  # Pillow merges identical frames and adds up their durations
+        assert gif.size == (2 * 2 * 16 + 2 * 2, 2 * 16)
+        total_ms = 0
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            total_ms += gif.info["duration"]
+    assert total_ms == 100 * (agent.cfg.planning.episode_steps + 1)
+    assert "| planner |" in result.table() and "| random |" in result.table()
+
+
+def test_same_seed_gives_the_same_evaluation(trained):
+    agent, _, _ = trained
+    a = agent.evaluate(episodes=2, baseline=False, videos=0)
+    b = agent.evaluate(episodes=2, baseline=False, videos=0)
+    np.testing.assert_allclose(a.results["planner"].final_distance, b.results["planner"].final_distance)
+
+
+@pytest.mark.parametrize("successes,n,low,high", [
+    (0, 10, 0.0, 0.2775), (10, 10, 0.7225, 1.0), (5, 10, 0.2366, 0.7634), (81, 100, 0.7222, 0.8749),
+])
+def test_wilson_interval_matches_known_values(successes, n, low, high):
+    lo, hi = wilson_interval(successes, n)
+    assert lo == pytest.approx(low, abs=1e-4) and hi == pytest.approx(high, abs=1e-4)
+
+
+def test_cli_train_and_plan(tmp_path, capsys):
+    from torchwm.cli import main
+
+    cfg = _tiny_config(tmp_path, **{"train.steps": 3})
+    path = tmp_path / "tiny.yaml"
+    cfg.save(path)
+    main(["train", "--config", str(path), "--set", "train.eval_every=3"])
+    assert "trained 3 steps" in capsys.readouterr().out
+    main(["plan", "--run", str(tmp_path / "run"), "--episodes", "2", "--set", "planning.videos=0"])
+    out = capsys.readouterr().out
+    assert "| planner |" in out and "goal_reaching.json" in out
+    with pytest.raises(SystemExit, match="not a run directory"):
+        main(["plan", "--run", str(tmp_path / "missing")])
+    with pytest.raises(SystemExit, match="planning.samples"):
+        main(["train", "--config", str(path), "--set", "planning.samples=0"])
