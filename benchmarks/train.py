@@ -41,7 +41,7 @@ with tempfile.TemporaryDirectory(prefix="torchwm-bench-") as tmp:
     wall = time.perf_counter() - start
 from torchwm.training import read_metrics  # noqa: E402
 print(json.dumps(dict(fps=metrics["train/frames_per_s"], wall_s=wall, steps=steps,
-                      batch=cfg.batch_size, frames_per_step=cfg.batch_size * (cfg.model.history + cfg.predict_horizon),
+                      batch=cfg.batch_size, frames_per_step=cfg.batch_size * (cfg.train.sequence_length or cfg.model.history + cfg.predict_horizon),
                       encoder=cfg.model.encoder, threads=torch.get_num_threads(),
                       rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
 '''

@@ -477,3 +477,23 @@ def test_probe_targets():
     np.testing.assert_array_equal(probe_targets("dmc:point_mass-easy", pm_states), pm_states[:, :2].numpy())
     other = rng.normal(size=(3, 6))
     np.testing.assert_array_equal(probe_targets("dmc:cartpole-swingup", other), other[:, :3])
+
+
+
+def test_keypoint_head_shapes_and_coordinates():
+    from torchwm.nn.encoders import SpatialSoftmax
+
+    enc = SpatialEncoder.conv(32, 16, width=4, head="keypoints", keypoints=6)
+    x = torch.rand(3, 3, 32, 32)
+    assert enc(x).shape == (3, 16)
+    assert enc.forward_features(x).shape == (3, 8 * 8, 6)  # 1/4-resolution map, one channel per keypoint
+    rebuilt = SpatialEncoder.from_spec(enc.spec)
+    rebuilt.load_state_dict(enc.state_dict())
+    torch.testing.assert_close(rebuilt(x), enc(x))
+    # a sharp peak at row 1, column 3 of a 5x5 map lands at its image coordinates in [-1, 1]
+    fmap = torch.zeros(1, 1, 5, 5)
+    fmap[0, 0, 1, 3] = 50.0
+    xy = SpatialSoftmax()(fmap)
+    torch.testing.assert_close(xy, torch.tensor([[0.5, -0.5]]), atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="conv head"):
+        SpatialEncoder.conv(32, 16, head="pool")

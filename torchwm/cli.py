@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
-DEMO_PRESET = "dmc_reacher"
+DEMO_PRESET = "dmc_point_mass"
 
 
 def _add_config_args(parser: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -74,7 +74,10 @@ def cmd_plan(args: argparse.Namespace) -> None:
     run = Path(args.run)
     if not (run / "config.yaml").exists():
         raise SystemExit(f"error: {run} is not a run directory (no config.yaml); train one with `torchwm train`")
-    agent = JEPAAgent.load(run)
+    try:
+        agent = JEPAAgent.load(run)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"error: cannot load the run {run}: {err}") from None
     if args.overrides:
         try:
             agent.cfg = agent.cfg.override(args.overrides).validate(check_paths=False)

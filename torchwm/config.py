@@ -137,9 +137,6 @@ class TrainConfig:
     """weight of the VICReg variance (std hinge) term (>= 0; 0 = off)"""
     cov_weight: float = _opt(0.04, min=0.0)
     """weight of the VICReg covariance term (>= 0; 0 = off)"""
-    idm_weight: float = _opt(0.0, min=0.0)
-    """weight of the inverse-dynamics auxiliary loss (predict a_t from the context and z_{t+1}); it keeps
-    what the agent controls in the embedding (>= 0; 0 = off)"""
     ema: bool = False
     """predict the embeddings of an EMA target encoder instead of stop-gradient online embeddings"""
     ema_momentum: float = _opt(0.99, min=0.0, lt=1.0)

@@ -15,7 +15,7 @@ from torch import nn
 from torchwm.ema import EMA, momentum_schedule
 from torchwm.losses import covariance_loss, prediction_loss, variance_loss
 from torchwm.nn.encoders import SpatialEncoder
-from torchwm.nn.predictor import InverseDynamics, Predictor
+from torchwm.nn.predictor import Predictor
 from torchwm.nn.temporal import TemporalEncoder
 
 
@@ -51,16 +51,12 @@ class WorldModel(nn.Module):
 
     def __init__(self, encoder: SpatialEncoder, temporal: TemporalEncoder, predictor: Predictor,
                  action_low: torch.Tensor, action_high: torch.Tensor, history: int, horizon: int,
-                 var_weight: float = 1.0, cov_weight: float = 0.04, ema_momentum: float | None = None,
-                 inverse: InverseDynamics | None = None, idm_weight: float = 0.0) -> None:
+                 var_weight: float = 1.0, cov_weight: float = 0.04, ema_momentum: float | None = None) -> None:
         super().__init__()
         self.encoder, self.temporal, self.predictor = encoder, temporal, predictor
         self.history, self.horizon = int(history), int(horizon)
         self.var_weight, self.cov_weight = float(var_weight), float(cov_weight)
         self.ema_momentum = ema_momentum
-        if idm_weight > 0 and inverse is None:
-            raise ValueError("idm_weight > 0 needs an InverseDynamics head (inverse=...)")
-        self.inverse, self.idm_weight = inverse, float(idm_weight)
         self.target_encoder = EMA(encoder) if ema_momentum is not None else None
         low = torch.as_tensor(action_low, dtype=torch.float32).flatten()
         high = torch.as_tensor(action_high, dtype=torch.float32).flatten()
@@ -141,20 +137,13 @@ class WorldModel(nn.Module):
         acts = acts.permute(0, 1, 3, 2).reshape(b * anchors, horizon, -1)
         tgt = targets[:, h:].unfold(1, horizon, 1)[:, :anchors]  # (B, anchors, D, horizon)
         tgt = tgt.permute(0, 1, 3, 2).reshape(b * anchors, horizon, -1)
-        ctx = self.context(z_hist)  # (B * anchors, C)
-        preds = self.rollout(ctx, acts)  # (B * anchors, horizon, D)
+        preds = self.rollout(self.context(z_hist), acts)  # (B * anchors, horizon, D)
         pred, per_step = prediction_loss(preds, tgt)
         flat = z.reshape(b * length, -1)
         var = variance_loss(flat) if self.var_weight > 0 else flat.new_zeros(())
         cov = covariance_loss(flat) if self.cov_weight > 0 else flat.new_zeros(())
         total = pred + self.var_weight * var + self.cov_weight * cov
         terms = {"total": total, "prediction": pred, "variance": var, "covariance": cov}
-        if self.inverse is not None and self.idm_weight > 0:
-            z_next = z[:, h: h + anchors].reshape(b * anchors, -1)  # online z_{t+1} of every anchor
-            a_hat = self.inverse(ctx, z_next)
-            idm = (a_hat - self.normalise_actions(acts[:, 0])).pow(2).mean()
-            total = total + self.idm_weight * idm
-            terms.update(total=total, inverse_dynamics=idm)
         terms = {k: v.detach() for k, v in terms.items()}
         terms.update({f"prediction_step{k + 1}": e.detach() for k, e in enumerate(per_step)})
         return LossOutput(total, terms, flat.detach(), b * length)
@@ -183,7 +172,6 @@ def build_world_model(cfg: Any, action_low: Any, action_high: Any) -> WorldModel
     predictor = Predictor(temporal.context_dim, low.numel(), encoder.embed_dim, m.predictor_hidden,
                           m.predictor_depth)
     t = cfg.train
-    inverse = InverseDynamics(temporal.context_dim, encoder.embed_dim, low.numel()) if t.idm_weight > 0 else None
     return WorldModel(encoder, temporal, predictor, low, action_high, m.history, cfg.predict_horizon,
                       var_weight=t.var_weight, cov_weight=t.cov_weight,
-                      ema_momentum=t.ema_momentum if t.ema else None, inverse=inverse, idm_weight=t.idm_weight)
+                      ema_momentum=t.ema_momentum if t.ema else None)

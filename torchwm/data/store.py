@@ -33,6 +33,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from torchwm.io import atomic_write_text
+
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
 EPISODES_DIR = "episodes"
@@ -167,19 +169,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     """``(shape, dtype)`` from an ``.npy`` header; checks that the file holds exactly that much data.
 
@@ -259,7 +248,7 @@ class TrajectoryStore:
         (path / EPISODES_DIR).mkdir(parents=True, exist_ok=True)
         if not meta.created:
             meta = dataclasses.replace(meta, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        _atomic_write_text(path / META_FILE, json.dumps(meta.to_dict(), indent=2) + "\n")
+        atomic_write_text(path / META_FILE, json.dumps(meta.to_dict(), indent=2) + "\n")
         return cls(path)
 
     def _read_meta(self) -> StoreMeta:

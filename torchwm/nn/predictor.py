@@ -37,19 +37,3 @@ class Predictor(nn.Module):
             raise ValueError(f"action has {action.shape[-1]} dims, the predictor expects {self.action_dim}")
         return self.net(torch.cat([context, action], dim=-1))
 
-
-class InverseDynamics(nn.Module):
-    """MLP ``[context_t, z_{t+1}] → a_t`` (normalised to [-1, 1]): which action links two states.
-
-    An auxiliary head: its loss makes the encoder keep what the agent controls (for reacher, the arm)
-    rather than whatever else varies between episodes (the target's position).
-    ``forward(context (B, C), z_next (B, D)) → (B, A)``.
-    """
-
-    def __init__(self, context_dim: int, embed_dim: int, action_dim: int, hidden_dim: int = 256) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(context_dim + embed_dim, hidden_dim), nn.LayerNorm(hidden_dim), nn.SiLU(),
-                                 nn.Linear(hidden_dim, action_dim))
-
-    def forward(self, context: torch.Tensor, z_next: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([context, z_next], dim=-1))
