@@ -488,11 +488,13 @@ def test_preset_loads_and_validates(path: Path) -> None:
 
 def test_preset_values() -> None:
     pm = JEPAConfig.load(CONFIG_DIR / "dmc_point_mass.yaml")
-    assert (pm.env.id, pm.image_size, pm.patch_size, pm.embed_dim, pm.num_layers, pm.num_heads) == (
-        "dmc:point_mass-easy", 64, 8, 128, 4, 4)
-    assert (pm.predict_horizon, pm.learning_rate, pm.model.encoder, pm.data.policy) == (3, 3e-4, "conv", "noise")
+    assert (pm.env.id, pm.image_size, pm.embed_dim, pm.env.action_repeat) == ("dmc:point_mass-easy", 64, 16, 4)
+    assert (pm.predict_horizon, pm.learning_rate, pm.model.encoder, pm.model.conv_head, pm.data.policy) == (
+        3, 1e-3, "conv", "keypoints", "noise")
+    assert (pm.planning.samples, pm.planning.iterations, pm.planning.horizon) == (300, 10, 5)
     reacher = JEPAConfig.load(CONFIG_DIR / "dmc_reacher.yaml")
     assert reacher.env.id == "dmc:reacher-easy" and reacher.env.goal_steps == 25
+    assert (reacher.env.action_repeat, reacher.model.conv_head, reacher.planning.episode_steps) == (4, "flatten", 50)
     assert reacher.logging.run_dir == "runs/reacher"
     for name, dim, heads, size, patch in [("tiny", 192, 3, 64, 8), ("small", 384, 6, 96, 8),
                                           ("base", 768, 12, 224, 16)]:

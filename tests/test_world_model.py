@@ -97,7 +97,8 @@ def test_from_spec_rebuilds_identical_encoder(build):
 
 
 def test_spec_contents_and_unknown_kind():
-    assert SpatialEncoder.conv(32, 16, 4).spec == {"kind": "conv", "image_size": 32, "embed_dim": 16, "width": 4}
+    assert SpatialEncoder.conv(32, 16, 4).spec == {"kind": "conv", "image_size": 32, "embed_dim": 16, "width": 4,
+                                                   "head": "flatten", "keypoints": 64}
     assert SpatialEncoder.vit(32, 8, 32, 1, 2).spec == {"kind": "vit", "image_size": 32, "patch_size": 8,
                                                         "embed_dim": 32, "depth": 1, "num_heads": 2,
                                                         "mlp_ratio": 4.0}
@@ -180,6 +181,7 @@ def test_world_model_encode_context_rollout_shapes():
 
 def test_rollout_is_autoregressive():
     model = tiny_world_model().eval()
+    torch.nn.init.normal_(model.predictor.net[-1].weight, std=0.1)  # trained-like: Δz depends on the action
     context = model.context(model.encode(random_frames(4, 2)))
     actions = random_actions(4, 4)
     with torch.no_grad():
