@@ -22,13 +22,7 @@ from torchwm.training import (NonFiniteLossError, ResumableBatchSampler, Trainer
 from torchwm.world_model import WorldModel
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: intra-op threads only add overhead (and stall badly when the CPUs are busy)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------------------ helpers

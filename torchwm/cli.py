@@ -41,18 +41,12 @@ def _config(args: argparse.Namespace):
 
 def cmd_collect(args: argparse.Namespace) -> None:
     """Collect reward-free episodes for ``env.id`` into the config's trajectory store."""
-    from torchwm.data.paths import store_path
-    from torchwm.data.collect import ensure_collected
+    from torchwm.data.paths import ensure_config_store
     from torchwm.data.store import StoreError
 
     cfg = _config(args)
     try:
-        store = ensure_collected(
-            cfg.env.id, store_path(cfg), episodes=cfg.data.episodes, steps=cfg.data.steps,
-            policy=cfg.data.policy, workers=cfg.data.workers, seed=cfg.seed, image_size=cfg.image_size,
-            action_repeat=cfg.env.action_repeat, camera=cfg.env.camera, noise_beta=cfg.data.noise_beta,
-            progress=cfg.logging.progress,
-        )
+        store = ensure_config_store(cfg)
     except StoreError as err:
         raise SystemExit(f"error: {err}") from None
     print(f"{store.path}: {len(store)} episodes, {store.num_frames} frames of {cfg.env.id}")

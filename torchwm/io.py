@@ -31,6 +31,17 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], Any])
     return path
 
 
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (serialised in memory first, then written and renamed)."""
+    import io
+
+    import torch  # here, not at module level: collection workers import this module without torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write(path, lambda f: f.write(buffer.getbuffer()))
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))

@@ -9,7 +9,6 @@ callable handed to :class:`Trainer` that returns named scalars.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import random
@@ -23,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from torchwm.io import atomic_write, atomic_write_text
+from torchwm.io import atomic_torch_save, atomic_write_text
 from torchwm.losses import effective_rank, embedding_std
 
 CHECKPOINT_DIR = "checkpoints"
@@ -177,9 +176,7 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         """Write ``checkpoints/last.pt`` atomically (the previous one stays valid until the rename)."""
-        buffer = io.BytesIO()
-        torch.save(self.state_dict(), buffer)
-        return atomic_write(self.checkpoint_path, lambda f: f.write(buffer.getbuffer()))
+        return atomic_torch_save(self.state_dict(), self.checkpoint_path)
 
     def load_checkpoint(self, path: str | Path | None = None) -> bool:
         """Restore everything from ``path`` (default ``checkpoints/last.pt``); False if there is none."""

@@ -12,7 +12,6 @@ Run directory layout::
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 from torchwm.config import JEPAConfig
-from torchwm.io import atomic_write
+from torchwm.io import atomic_torch_save
 
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.yaml"
@@ -58,14 +57,9 @@ class JEPAAgent:
     # ------------------------------------------------------------------------------------------ data
     def collect(self):
         """Collect (or reuse) the reward-free trajectory store for ``cfg.env.id``; returns it."""
-        from torchwm.data import ensure_collected
-        from torchwm.data.paths import store_path
+        from torchwm.data.paths import ensure_config_store
 
-        c = self.cfg
-        return ensure_collected(
-            c.env.id, store_path(c), episodes=c.data.episodes, steps=c.data.steps, policy=c.data.policy,
-            workers=c.data.workers, seed=c.seed, image_size=c.image_size, action_repeat=c.env.action_repeat,
-            camera=c.env.camera, noise_beta=c.data.noise_beta, progress=c.logging.progress)
+        return ensure_config_store(self.cfg)
 
     def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """``(low, high)`` of the environment's action space."""
@@ -257,9 +251,7 @@ class JEPAAgent:
         path = Path(path) if path is not None else self.run_dir / MODEL_FILE
         state = {"config": self.cfg.to_dict(), "model": self.world_model.state_dict(),
                  "action_low": self.world_model.action_low.cpu(), "action_high": self.world_model.action_high.cpu()}
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        return atomic_write(path, lambda f: f.write(buffer.getbuffer()))
+        return atomic_torch_save(state, path)
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str | None = None) -> JEPAAgent:
@@ -332,7 +324,6 @@ class _HeldOutEvaluator:
         if self.heldout is not None:
             errors = prediction_errors(model, self._batches(), self.cfg.model.history)
             out.update(errors.as_scalars("eval"))
-            self.last_errors = errors
         z_train = _embed(model, self.train_frames, self.device)
         probe = LinearProbe().fit(z_train, self.train_targets)
         if self.test_frames is not None:

@@ -7,6 +7,16 @@ from pathlib import Path
 DEFAULT_DATA_ROOT = Path("runs") / "data"
 
 
+def ensure_config_store(cfg):
+    """Collect (or reuse) the trajectory store ``cfg`` describes, at :func:`store_path`; returns it."""
+    from torchwm.data.collect import ensure_collected
+
+    return ensure_collected(
+        cfg.env.id, store_path(cfg), episodes=cfg.data.episodes, steps=cfg.data.steps, policy=cfg.data.policy,
+        workers=cfg.data.workers, seed=cfg.seed, image_size=cfg.image_size, action_repeat=cfg.env.action_repeat,
+        camera=cfg.env.camera, noise_beta=cfg.data.noise_beta, progress=cfg.logging.progress)
+
+
 def store_path(cfg) -> Path:
     """``cfg.data.path`` if set, else ``runs/data/<env>_<size>px_ar<repeat>_<policy>_<steps>steps_seed<seed>``.
 
