@@ -150,3 +150,91 @@ def test_cli_train_and_plan(tmp_path, capsys):
         main(["plan", "--run", str(tmp_path / "missing")])
     with pytest.raises(SystemExit, match="planning.samples"):
         main(["train", "--config", str(path), "--set", "planning.samples=0"])
+
+
+# ------------------------------------------------------------------------------------- TensorBoard
+def _events(run_dir):
+    """Everything TensorBoard's own reader finds in ``run_dir`` (all event files in it)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+def _png_size(encoded: bytes) -> tuple[int, int]:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(encoded)) as img:
+        return img.size
+
+
+def test_training_logs_rollout_views_projector_and_hparams(trained):
+    agent, metrics, _ = trained
+    acc = _events(agent.run_dir)
+    tags = acc.Tags()
+    for tag in ["rollouts/pca", "rollouts/error_by_step", "rollouts/imagined"]:
+        assert tag in tags["images"], tag
+        events = acc.Images(tag)
+        assert [e.step for e in events] == [3, 6]  # every train.eval_every steps, at fixed windows
+        assert _png_size(events[-1].encoded_image_string) == (events[-1].width, events[-1].height)
+    for tag in ["rollouts/pca", "rollouts/error_by_step"]:  # matplotlib figures
+        assert acc.Images(tag)[-1].width > 300 and acc.Images(tag)[-1].height > 200
+    # imagined strip: 2 rows (true future, retrieved) for each of 4 trajectories, 2*horizon=4 columns of
+    # 16 px frames with 2 px padding
+    imagined = acc.Images("rollouts/imagined")[-1]
+    assert (imagined.width, imagined.height) == (4 * (16 + 2) + 2, 2 * 4 * (16 + 2) + 2)
+    # scalars are finite and in range; collapse metrics grouped under one prefix
+    for tag in ["loss/prediction", "collapse/embedding_std", "collapse/effective_rank", "eval/probe_r2_train"]:
+        values = [e.value for e in acc.Scalars(tag)]
+        assert values and np.all(np.isfinite(values)), tag
+    assert all(1.0 <= e.value <= 16.0 for e in acc.Scalars("collapse/effective_rank"))
+    # projector: config plus tensors, metadata (with a header) and sprite for the held-out frames
+    run = agent.run_dir
+    config = (run / "projector_config.pbtxt").read_text()
+    assert "heldout_frames" in config and "sprite" in config
+    folder = next(p for p in run.iterdir() if p.is_dir() and (p / "heldout_frames" / "tensors.tsv").exists())
+    tensors = (folder / "heldout_frames" / "tensors.tsv").read_text().splitlines()
+    meta = (folder / "heldout_frames" / "metadata.tsv").read_text().splitlines()
+    assert meta[0].split("\t") == ["x", "y"] and len(meta) == len(tensors) + 1
+    assert len(tensors[0].split("\t")) == agent.cfg.embed_dim
+    assert (folder / "heldout_frames" / "sprite.png").exists()
+    # hyperparameters with the final metrics, and the same as a text table
+    assert any(t.startswith("_hparams_/") for t in acc.summary_metadata)
+    assert "run/config/text_summary" in tags["tensors"] and "run/final_metrics/text_summary" in tags["tensors"]
+    text = acc.Tensors("run/config/text_summary")[-1].tensor_proto.string_val[0].decode()
+    assert "`learning_rate`" in text and "`planning.samples`" in text
+
+
+def test_evaluation_logs_videos_cost_traces_and_success_rates(trained):
+    agent, _, _ = trained
+    agent.evaluate(episodes=2)
+    acc = _events(agent.run_dir)
+    tags = acc.Tags()
+    assert "goal_reaching/episode_00" in tags["images"]
+    strip = acc.Images("goal_reaching/episode_00")[-1]
+    frames = agent.cfg.planning.episode_steps + 1  # each frame: observation | 2 px | goal, side by side
+    assert (strip.width, strip.height) == (frames * (2 * 16 + 2), 16)
+    assert "goal_reaching/episode_00_cost" in tags["images"]
+    for name in ["planner", "random"]:
+        rates = [e.value for e in acc.Scalars(f"goal_reaching/{name}_success_rate")]
+        assert rates and all(0.0 <= r <= 1.0 for r in rates)
+
+
+def test_visualize_cli_makes_rollout_figures_of_a_saved_run(trained, capsys):
+    from torchwm.cli import main
+
+    agent, _, _ = trained
+    figures = agent.run_dir / "figures"
+    for png in figures.glob("*.png"):
+        png.unlink()
+    main(["visualize", "--run", str(agent.run_dir)])
+    assert "rollout figures" in capsys.readouterr().out
+    from PIL import Image
+
+    names = sorted(p.name for p in figures.glob("*.png"))
+    assert names == ["error_by_step.png", "imagined.png", "pca.png"]
+    with Image.open(figures / "pca.png") as img:
+        assert img.size[0] > 300 and np.asarray(img.convert("L")).std() > 5  # a drawn figure, not blank

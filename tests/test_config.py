@@ -295,7 +295,7 @@ def _odd_config() -> JEPAConfig:
 def test_to_dict_from_dict_round_trip() -> None:
     cfg = _odd_config()
     d = cfg.to_dict()
-    assert list(d)[-6:] == ["env", "data", "model", "train", "planning", "logging"]
+    assert list(d)[-7:] == ["env", "data", "model", "train", "planning", "pretrain", "logging"]
     assert d["planning"]["init_std"] == 3.0000001
     assert JEPAConfig.from_dict(d) == cfg
 

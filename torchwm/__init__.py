@@ -2,7 +2,7 @@
 
 Public API (torch-heavy parts are imported lazily, so ``import torchwm`` stays cheap)::
 
-    from torchwm import JEPAConfig, JEPAAgent, WorldModel, make_env
+    from torchwm import JEPAConfig, JEPAAgent, WorldModel, load_backbone, make_env
 
 Importing torchwm registers the dm_control pixel environments with gymnasium
 (``gymnasium.make("torchwm/dmc-reacher-easy-v0")``).
@@ -18,6 +18,7 @@ _EXPORTS = {
     "make_env": "torchwm.envs.registry",
     "JEPAAgent": "torchwm.agents.jepa",
     "WorldModel": "torchwm.world_model",
+    "load_backbone": "torchwm.backbone",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

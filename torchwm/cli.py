@@ -1,4 +1,4 @@
-"""Command line: ``torchwm demo | collect | train | plan``.
+"""Command line: ``torchwm demo | collect | train | plan | pretrain | embed | visualize | shapes``.
 
 Every command takes ``--config FILE.yaml`` (a preset from ``configs/`` or a run's ``config.yaml``)
 and any number of ``--set section.field=value`` overrides.
@@ -98,6 +98,88 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"TensorBoard: tensorboard --logdir {agent.run_dir}")
 
 
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    """I-JEPA pretraining of the spatial encoder on an image folder (dataset: imagefolder); resumes."""
+    from torchwm import JEPAAgent
+
+    cfg = _config(args)
+    if cfg.dataset != "imagefolder":
+        raise SystemExit(f"error: pretrain needs dataset: imagefolder (the config has dataset={cfg.dataset!r}); "
+                         "try --config ijepa_tiny")
+    agent = JEPAAgent(cfg)
+    metrics = agent.train()
+    probe = ""
+    if "probe/linear_accuracy" in metrics:
+        probe = (f"; linear probe {metrics['probe/linear_accuracy']:.1%}, "
+                 f"k-NN {metrics['probe/knn_accuracy']:.1%} on {cfg.root_path}/{cfg.pretrain.val_folder}")
+    print(f"pretrained {metrics.get('steps', 0)} steps{probe}\nencoder: {agent.run_dir / 'model.pt'} "
+          f"(torchwm.load_backbone or model.pretrained); mask figure: {agent.run_dir / 'figures' / 'masks.png'}")
+
+
+def cmd_embed(args: argparse.Namespace) -> None:
+    """Embed every image under a folder with a trained encoder: an .npy of features and a file list."""
+    import numpy as np
+
+    from torchwm.backbone import load_backbone
+    from torchwm.data.images import ImageFiles
+    from torchwm.eval.classification import embed_dataset
+
+    try:
+        backbone = load_backbone(args.run)
+        files = ImageFiles(args.images, _resize_to_tensor(backbone.image_size))
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+    feats, index = embed_dataset(backbone, files, args.batch_size, progress=True)
+    keep = np.unique(index, return_index=True)[1]  # a skipped file's stand-in is the next readable image
+    readable = [i for i in range(len(files)) if files.readable(i)]
+    feats = feats[keep][np.isin(index[keep], readable)]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, feats.astype(np.float32))
+    listing = out.with_suffix(".files.txt")
+    listing.write_text("".join(files.files[i] + "\n" for i in readable), encoding="utf-8")
+    print(f"{out}: {feats.shape[0]} x {feats.shape[1]} float32 features; files in order: {listing}"
+          + (f" ({len(files) - len(readable)} unreadable skipped)" if len(readable) < len(files) else ""))
+
+
+def _resize_to_tensor(size: int):
+    """Images of any size → ``(3, size, size)`` in [0, 1] so they batch (no resize when size is 0)."""
+    from torchvision import transforms
+
+    steps = [transforms.Resize((size, size), antialias=True)] if size else []
+    return transforms.Compose([*steps, transforms.ToTensor()])
+
+
+def cmd_visualize(args: argparse.Namespace) -> None:
+    """Figures for a saved run, without training, saved under RUN/figures and logged to TensorBoard:
+    world model: latent rollouts (PCA, error by step, imagined frames) and the embedding projector;
+    I-JEPA: mask overlays (context green, targets red)."""
+    from torchwm import JEPAAgent
+
+    run = Path(args.run)
+    try:
+        agent = JEPAAgent.load(run)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"error: cannot load the run {run}: {err}") from None
+    try:
+        if agent.cfg.dataset == "imagefolder":
+            path = agent.mask_figure(count=args.count, folder=args.images)
+            print(f"mask figure: {path} (TensorBoard: masks/examples)")
+            return
+        folder = agent.rollout_figures()
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+    print(f"rollout figures: {', '.join(sorted(p.name for p in folder.glob('*.png')))} in {folder} "
+          f"(TensorBoard: rollouts/*, projector); tensorboard --logdir {run}")
+
+
+def cmd_shapes(args: argparse.Namespace) -> None:
+    """Generate the labelled synthetic shapes dataset (train/val ImageFolder) used by the I-JEPA presets."""
+    from torchwm.data.synthetic import main as shapes_main
+
+    shapes_main(args.rest)  # reached only through parse_args(); main() hands `shapes ...` over directly
+
+
 def _print_training(agent, metrics: dict) -> None:
     keys = [k for k in sorted(metrics) if k.startswith("eval/pred_over_copy_step")]
     ratios = ", ".join(f"{metrics[k]:.2f}" for k in sorted(keys, key=lambda k: int(k.rsplit("step", 1)[1])))
@@ -113,12 +195,38 @@ def main(argv: list[str] | None = None) -> None:
         p = sub.add_parser(name, help=func.__doc__.splitlines()[0], description=func.__doc__)
         _add_config_args(p, default)
         p.set_defaults(func=func)
+    p = sub.add_parser("pretrain", help=cmd_pretrain.__doc__.splitlines()[0], description=cmd_pretrain.__doc__)
+    _add_config_args(p, "ijepa_tiny")
+    p.set_defaults(func=cmd_pretrain)
+    p = sub.add_parser("embed", help=cmd_embed.__doc__.splitlines()[0], description=cmd_embed.__doc__)
+    p.add_argument("--run", required=True, help="a run directory (I-JEPA or world model) or its model.pt")
+    p.add_argument("--images", required=True, help="folder of images (searched recursively)")
+    p.add_argument("--out", default="embeddings.npy", help="output .npy (N, D); the file list goes beside it")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.set_defaults(func=cmd_embed)
+    p = sub.add_parser("visualize", help=cmd_visualize.__doc__.splitlines()[0], description=cmd_visualize.__doc__)
+    p.add_argument("--run", required=True, help="run directory")
+    p.add_argument("--images", default=None, help="folder of images to draw masks on (default: the training folder)")
+    p.add_argument("--count", type=int, default=8, help="images in the figure")
+    p.set_defaults(func=cmd_visualize)
+    p = sub.add_parser("shapes", help=cmd_shapes.__doc__.splitlines()[0], description=cmd_shapes.__doc__,
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_shapes)
     p = sub.add_parser("plan", help=cmd_plan.__doc__.splitlines()[0], description=cmd_plan.__doc__)
     p.add_argument("--run", required=True, help="run directory written by `torchwm train` or `torchwm demo`")
     p.add_argument("--episodes", type=int, default=None, help="episodes (default: planning.eval_episodes)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="planning.FIELD=VALUE",
                    help="override a config field for this evaluation (e.g. planning.samples=100)")
     p.set_defaults(func=cmd_plan)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["shapes"]:  # the generator parses its own options (argparse.REMAINDER drops --flags)
+        from torchwm.data.synthetic import main as shapes_main
+
+        code = shapes_main(argv[1:])
+        if code:
+            raise SystemExit(code)
+        return
     args = parser.parse_args(argv)
     args.func(args)
 

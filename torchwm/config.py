@@ -33,6 +33,7 @@ __all__ = [
     "LoggingConfig",
     "ModelConfig",
     "PlanningConfig",
+    "PretrainConfig",
     "TrainConfig",
     "load_config",
 ]
@@ -184,6 +185,49 @@ class PlanningConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """I-JEPA image pretraining (dataset == "imagefolder"); the encoder is the top-level ViT."""
+
+    mask: str = _opt("multiblock", choices=("multiblock", "random", "block"))
+    """masking: "multiblock" (I-JEPA: target blocks + one context block), "random" (mask_ratio of the
+    patches are targets) or "block" (one target block)"""
+    num_targets: int = _opt(4, min=1)
+    """target blocks per image for "multiblock" (>= 1)"""
+    target_scale_min: float = _opt(0.15, gt=0.0, max=1.0)
+    """smallest target block, as a fraction of the patches, in (0, 1]"""
+    target_scale_max: float = _opt(0.2, gt=0.0, max=1.0)
+    """largest target block, as a fraction of the patches, in (0, 1] (>= target_scale_min)"""
+    target_aspect_min: float = _opt(0.75, gt=0.0)
+    """smallest height/width ratio of a target block (> 0)"""
+    target_aspect_max: float = _opt(1.5, gt=0.0)
+    """largest height/width ratio of a target block (> 0, >= target_aspect_min)"""
+    context_scale_min: float = _opt(0.85, gt=0.0, max=1.0)
+    """smallest context block before the targets are removed, as a fraction of the patches, in (0, 1]"""
+    context_scale_max: float = _opt(1.0, gt=0.0, max=1.0)
+    """largest context block, in (0, 1] (>= context_scale_min)"""
+    min_keep: int = _opt(4, min=1)
+    """fewest context patches an image may keep (>= 1)"""
+    predictor_dim: int = _opt(96, min=1)
+    """width of the narrow ViT predictor (>= 1, divisible by predictor_heads)"""
+    predictor_depth: int = _opt(4, min=1)
+    """transformer blocks in the predictor (>= 1)"""
+    predictor_heads: int = _opt(3, min=1)
+    """attention heads in the predictor (>= 1)"""
+    ema_start: float = _opt(0.996, min=0.0, max=1.0)
+    """EMA momentum of the target encoder at the start, raised to ema_end by a cosine schedule, in [0, 1]"""
+    ema_end: float = _opt(1.0, min=0.0, max=1.0)
+    """EMA momentum at the end of training, in [0, 1]"""
+    weight_decay_end: float = _opt(0.4, min=0.0)
+    """weight decay at the end of training; it rises from train.weight_decay by a cosine schedule (>= 0)"""
+    crop_scale_min: float = _opt(0.3, gt=0.0, max=1.0)
+    """smallest random-resized-crop area, as a fraction of the image, in (0, 1]"""
+    val_folder: str = "val"
+    """labelled sub-folder of root_path for the linear-probe / k-NN evaluation ("" or missing: no evaluation)"""
+    knn_k: int = _opt(20, min=1)
+    """neighbours of the k-NN evaluation (>= 1)"""
+
+
+@dataclass
 class LoggingConfig:
     """Where and how often to log."""
 
@@ -259,6 +303,8 @@ class JEPAConfig:
     """world-model optimisation"""
     planning: PlanningConfig = _section(PlanningConfig)
     """latent planning and goal-reaching evaluation"""
+    pretrain: PretrainConfig = _section(PretrainConfig)
+    """I-JEPA image pretraining (masking, predictor, EMA, evaluation)"""
     logging: LoggingConfig = _section(LoggingConfig)
     """run directory and logging"""
 
@@ -292,6 +338,20 @@ class JEPAConfig:
             if ok("planning.execute_steps", "planning.horizon") and pl.execute_steps > pl.horizon:
                 problems.append(f"planning.execute_steps={pl.execute_steps!r}, planning.horizon={pl.horizon!r}: "
                                 "execute_steps must be <= horizon")
+        pt = self.pretrain
+        if isinstance(pt, PretrainConfig):
+            for low, high in (("target_scale_min", "target_scale_max"), ("target_aspect_min", "target_aspect_max"),
+                              ("context_scale_min", "context_scale_max"), ("ema_start", "ema_end")):
+                lo, hi = getattr(pt, low), getattr(pt, high)
+                if ok(f"pretrain.{low}", f"pretrain.{high}") and lo > hi:
+                    problems.append(f"pretrain.{low}={lo!r}, pretrain.{high}={hi!r}: {low} must be <= {high}")
+            if ok("pretrain.predictor_dim", "pretrain.predictor_heads") and pt.predictor_dim % pt.predictor_heads:
+                problems.append(f"pretrain.predictor_dim={pt.predictor_dim!r}, pretrain.predictor_heads="
+                                f"{pt.predictor_heads!r}: predictor_dim must be divisible by predictor_heads")
+            if (self.dataset == "imagefolder" and ok("pretrain.min_keep", "image_size", "patch_size")
+                    and pt.min_keep >= (self.image_size // self.patch_size) ** 2):
+                problems.append(f"pretrain.min_keep={pt.min_keep!r}: must be < the {(self.image_size // self.patch_size) ** 2} "
+                                "patches of an image (image_size / patch_size squared)")
         m, tr = self.model, self.train
         if (isinstance(m, ModelConfig) and isinstance(tr, TrainConfig) and tr.sequence_length
                 and ok("train.sequence_length", "model.history", "predict_horizon")
@@ -313,7 +373,8 @@ class JEPAConfig:
             if self.dataset == "imagefolder" and ok("root_path", "image_folder"):
                 folder = os.path.join(self.root_path, self.image_folder)
                 if not os.path.isdir(folder):
-                    problems.append(f"root_path/image_folder={folder!r}: folder does not exist")
+                    problems.append(f"root_path/image_folder={folder!r}: folder does not exist (to generate the "
+                                    f"synthetic shapes dataset there: torchwm shapes --out {self.root_path})")
             if isinstance(m, ModelConfig) and ok("model.pretrained") and m.pretrained:
                 if not os.path.exists(m.pretrained):
                     problems.append(f"model.pretrained={m.pretrained!r}: file does not exist")

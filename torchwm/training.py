@@ -27,6 +27,8 @@ from torchwm.losses import effective_rank, embedding_std
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.pt"
+MODEL_FILE = "model.pt"
+"""the finished model in a run directory (written by ``JEPAAgent.save``)"""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -43,6 +45,8 @@ class TrainSettings:
     warmup_steps: int = 100
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.01
+    weight_decay_end: float | None = None
+    """if set, weight decay follows a cosine schedule from ``weight_decay`` to this value (I-JEPA)"""
     grad_clip: float = 1.0
     seed: int = 0
     log_every: int = 50
@@ -50,6 +54,9 @@ class TrainSettings:
     eval_every: int = 500
     checkpoint_every: int = 500
     loader_workers: int = 0
+    seeded_samples: bool = False
+    """give each sample its own seed (``(index, seed)`` keys, see :class:`SeededSamples`), so random
+    augmentations are the same with any number of loader workers and after a resume"""
     progress: bool = True
     tensorboard: bool = True
 
@@ -62,12 +69,19 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) 
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def cosine_value(step: int, total_steps: int, start: float, end: float) -> float:
+    """Cosine interpolation from ``start`` (step 0) to ``end`` (step ``total_steps`` and after)."""
+    progress = min(max(step / max(total_steps, 1), 0.0), 1.0)
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW with weight decay on weight matrices and kernels only (not on biases, norms, embeddings' scale)."""
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": weight_decay, "apply_decay": True},
+              {"params": no_decay, "weight_decay": 0.0, "apply_decay": False}]
     return torch.optim.AdamW(groups, lr=lr)
 
 
@@ -78,11 +92,11 @@ class ResumableBatchSampler(Sampler[list[int]]):
     same batches in the same order as an uninterrupted one. Iterates forever; the trainer stops it.
     """
 
-    def __init__(self, size: int, batch_size: int, seed: int = 0) -> None:
+    def __init__(self, size: int, batch_size: int, seed: int = 0, with_seeds: bool = False) -> None:
         if size < batch_size:
             raise ValueError(f"the dataset has {size} samples, fewer than batch_size={batch_size}: "
-                             "collect more data or lower batch_size")
-        self.size, self.batch_size, self.seed = size, batch_size, seed
+                             "add data (episodes or images) or lower batch_size")
+        self.size, self.batch_size, self.seed, self.with_seeds = size, batch_size, seed, with_seeds
         self.epoch, self.batch = 0, 0
 
     @property
@@ -95,7 +109,12 @@ class ResumableBatchSampler(Sampler[list[int]]):
             while self.batch < self.batches_per_epoch:
                 start = self.batch * self.batch_size
                 self.batch += 1
-                yield perm[start: start + self.batch_size].tolist()
+                indices = perm[start: start + self.batch_size].tolist()
+                if self.with_seeds:  # one seed per (epoch, position): the same on resume and in any worker
+                    base = ((self.seed * 1_000_003 + self.epoch) * self.size + start) % 2**62
+                    yield [(i, base + j) for j, i in enumerate(indices)]
+                else:
+                    yield indices
             self.epoch, self.batch = self.epoch + 1, 0
 
     def __len__(self) -> int:
@@ -141,17 +160,19 @@ class Trainer:
 
     ``batch_fn(batch) -> args`` turns a loader batch into the arguments of ``model.loss``;
     ``evaluate(model, step) -> {name: float}`` runs every ``eval_every`` steps and at the end;
+    ``visualize(model, step, writer)`` (figures for TensorBoard) runs at the same steps when TensorBoard is on;
     ``extra_state`` is stored in each checkpoint (plain values: e.g. the config as a dict).
     """
 
     def __init__(self, model: nn.Module, dataset: Dataset, settings: TrainSettings, run_dir: str | Path, *,
                  batch_fn: Callable[[Any], Sequence[Any]] = tuple, device: str | torch.device = "cpu",
                  evaluate: Callable[[nn.Module, int], dict[str, float]] | None = None,
+                 visualize: Callable[[nn.Module, int, Any], None] | None = None,
                  extra_state: dict[str, Any] | None = None) -> None:
         self.model, self.dataset, self.s = model, dataset, settings
         self.run_dir = Path(run_dir)
         self.device = torch.device(device)
-        self.batch_fn, self.evaluate = batch_fn, evaluate
+        self.batch_fn, self.evaluate, self.visualize = batch_fn, evaluate, visualize
         self.writer: Any = None
         """``SummaryWriter`` on ``run_dir`` while :meth:`fit` runs (``settings.tensorboard``)"""
         self.extra_state = extra_state or {}
@@ -160,7 +181,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(step, settings.warmup_steps, settings.total_steps,
                                                    settings.min_lr_ratio))
-        self.sampler = ResumableBatchSampler(len(dataset), settings.batch_size, settings.seed)
+        self.sampler = ResumableBatchSampler(len(dataset), settings.batch_size, settings.seed,
+                                             with_seeds=settings.seeded_samples)
         self.step = 0
         self.history: list[dict[str, float]] = []
 
@@ -213,8 +235,9 @@ class Trainer:
         if s.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            # purge_step drops events an interrupted run logged after the checkpoint we resume from
-            self.writer = SummaryWriter(str(self.run_dir), purge_step=self.step if self.step else None)
+            # purge_step drops events an interrupted run logged after the checkpoint we resume from (those at
+            # the checkpoint step itself were logged before it was saved, so they stay)
+            self.writer = SummaryWriter(str(self.run_dir), purge_step=self.step + 1 if self.step else None)
         # A private generator: iter(loader) draws the workers' base seed from it. From the global RNG it
         # would shift the RNG state just restored from the checkpoint, and a resumed run whose model draws
         # random numbers (dropout, noise, masks) would diverge from an uninterrupted one.
@@ -234,6 +257,11 @@ class Trainer:
             out.total.backward()
             grad_norm = (torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
                          if s.grad_clip > 0 else None)
+            if s.weight_decay_end is not None:
+                decay = cosine_value(self.step, s.total_steps, s.weight_decay, s.weight_decay_end)
+                for group in self.optimizer.param_groups:
+                    if group.get("apply_decay", True):
+                        group["weight_decay"] = decay
             self.optimizer.step()
             self.scheduler.step()
             self.step += 1
@@ -259,6 +287,8 @@ class Trainer:
                 eval_start = time.perf_counter()
                 self.model.eval()
                 record.update(self.evaluate(self.model, self.step))
+                if self.visualize is not None and self.writer is not None:
+                    self.visualize(self.model, self.step, self.writer)
                 self.model.train()
                 window_start += time.perf_counter() - eval_start  # throughput counts training only
             if record:

@@ -159,14 +159,22 @@ class WorldModel(nn.Module):
                 f"temporal={count(self.temporal):,} predictor={count(self.predictor):,}")
 
 
-def build_world_model(cfg: Any, action_low: Any, action_high: Any) -> WorldModel:
-    """The world model a :class:`~torchwm.config.JEPAConfig` describes, for an env with these action bounds."""
+def build_world_model(cfg: Any, action_low: Any, action_high: Any, encoder: SpatialEncoder | None = None) -> WorldModel:
+    """The world model a :class:`~torchwm.config.JEPAConfig` describes, for an env with these action bounds.
+
+    The spatial encoder is ``encoder`` when given; else, with ``model.pretrained`` set, the pretrained
+    encoder saved there (its architecture comes with its weights, so ``model.encoder`` and the ViT
+    sizes are not used); else a new one built from the config.
+    """
     from torchwm.nn.encoders import build_spatial_encoder
 
     m = cfg.model
-    encoder = build_spatial_encoder(m.encoder, cfg.image_size, cfg.patch_size, cfg.embed_dim, cfg.num_layers,
-                                    cfg.num_heads, conv_width=m.conv_width, timm_model=m.timm_model,
-                                    conv_head=m.conv_head, keypoints=m.keypoints)
+    if encoder is None and m.pretrained:
+        encoder = pretrained_encoder(m.pretrained, cfg.image_size)
+    if encoder is None:
+        encoder = build_spatial_encoder(m.encoder, cfg.image_size, cfg.patch_size, cfg.embed_dim, cfg.num_layers,
+                                        cfg.num_heads, conv_width=m.conv_width, timm_model=m.timm_model,
+                                        conv_head=m.conv_head, keypoints=m.keypoints)
     temporal = TemporalEncoder(encoder.embed_dim, m.temporal_hidden)
     low = torch.as_tensor(action_low, dtype=torch.float32).flatten()
     predictor = Predictor(temporal.context_dim, low.numel(), encoder.embed_dim, m.predictor_hidden,
@@ -175,3 +183,16 @@ def build_world_model(cfg: Any, action_low: Any, action_high: Any) -> WorldModel
     return WorldModel(encoder, temporal, predictor, low, action_high, m.history, cfg.predict_horizon,
                       var_weight=t.var_weight, cov_weight=t.cov_weight,
                       ema_momentum=t.ema_momentum if t.ema else None)
+
+
+def pretrained_encoder(path: str, image_size: int) -> SpatialEncoder:
+    """The encoder saved at ``path`` (see :func:`torchwm.backbone.load_encoder`), checked against ``image_size``."""
+    from torchwm.backbone import load_encoder
+
+    encoder = load_encoder(path)
+    trained_size = encoder.spec.get("image_size")
+    if trained_size and int(trained_size) != int(image_size):
+        raise ValueError(f"model.pretrained={path!r} holds an encoder for {trained_size}x{trained_size} images, "
+                         f"but image_size={image_size}; set image_size={trained_size} (frames are rendered at "
+                         "image_size) or pretrain at this size")
+    return encoder.train()

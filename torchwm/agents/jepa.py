@@ -20,8 +20,8 @@ import torch
 
 from torchwm.config import JEPAConfig
 from torchwm.io import atomic_torch_save
+from torchwm.training import MODEL_FILE
 
-MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.yaml"
 # Sections whose changes do not alter training, so a run may be resumed with them changed.
 _RESUMABLE_SECTIONS = ("logging", "planning")
@@ -52,6 +52,8 @@ class JEPAAgent:
         self.run_dir = Path(self.cfg.logging.run_dir)
         self.device = resolve_device(self.cfg.device)
         self.world_model: Any = None
+        self.ijepa: Any = None
+        """the :class:`~torchwm.pretrain.ijepa.IJEPA` model of an image-pretraining run"""
         self.metrics: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------------------------ data
@@ -75,34 +77,127 @@ class JEPAAgent:
     def train(self) -> dict[str, Any]:
         """Train (or resume training) and return the final metrics (also in ``run_dir/metrics.json``)."""
         if self.cfg.dataset == "imagefolder":
-            raise NotImplementedError("dataset='imagefolder' (I-JEPA pretraining) is not available in this "
-                                      "version; use dataset='trajectories'")
+            return self._pretrain()
+        from torchwm.eval.heldout import HeldOutEvaluator
+        from torchwm.training import Trainer
         from torchwm.world_model import build_world_model
-        from torchwm.training import Trainer, read_metrics, write_json
 
         cfg = self.cfg
         self._prepare_run_dir()
         store = self.collect()
         train_set, heldout = self._datasets(store)
         low, high = self.action_bounds()
+        torch.manual_seed(cfg.seed)  # the initial weights follow the config's seed
         model = build_world_model(cfg, low, high)
         steps = cfg.train.steps or cfg.epochs * (len(train_set) // cfg.batch_size)
-        evaluator = _HeldOutEvaluator(cfg, store, train_set, heldout, self.device)
+        evaluator = HeldOutEvaluator(cfg.env.id, store, train_set, heldout, cfg.model.history, self.device,
+                                     seed=cfg.seed)
         trainer = Trainer(model, train_set, self._settings(steps), self.run_dir,
                           batch_fn=lambda w: (w.frames, w.actions), device=self.device,
+                          evaluate=evaluator, visualize=evaluator.figures,
+                          extra_state={"config": cfg.to_dict(), "encoder_spec": dict(model.encoder.spec)})
+        try:
+            trainer.fit()
+            if trainer.writer is not None:
+                evaluator.projector(model, trainer.step, trainer.writer)
+        finally:
+            trainer.close()
+        self.world_model = model
+        return self._finish(trainer)
+
+    def _pretrain(self) -> dict[str, Any]:
+        """I-JEPA pretraining of the spatial encoder on ``root_path/image_folder``."""
+        from torchwm.data.images import SeededSamples, open_image_folder, train_transform
+        from torchwm.eval.classification import ImageProbeEvaluator
+        from torchwm.pretrain.ijepa import build_ijepa, mask_sampler_for
+        from torchwm.training import Trainer
+
+        cfg, p = self.cfg, self.cfg.pretrain
+        self._prepare_run_dir()
+        images = open_image_folder(cfg.root_path, cfg.image_folder,
+                                   train_transform(cfg.image_size, (p.crop_scale_min, 1.0)))
+        torch.manual_seed(cfg.seed)  # the initial weights follow the config's seed
+        model = build_ijepa(cfg)
+        masks = mask_sampler_for(cfg, model.encoder.grid_size)
+        steps = cfg.train.steps or cfg.epochs * max(len(images) // cfg.batch_size, 1)
+        evaluator = ImageProbeEvaluator.for_config(cfg, self.device)
+        settings = self._settings(steps, weight_decay_end=p.weight_decay_end, seeded_samples=True)
+        trainer = Trainer(model, SeededSamples(images), settings, self.run_dir,
+                          batch_fn=lambda batch: (batch[0], masks(batch[0].shape[0])), device=self.device,
                           evaluate=evaluator, extra_state={"config": cfg.to_dict()})
         try:
             trainer.fit()
         finally:
             trainer.close()
-        self.world_model = model
+        self.ijepa = model
+        metrics = self._finish(trainer)
+        self.mask_figure()
+        return metrics
+
+    def rollout_figures(self, projector: bool = True) -> Path:
+        """World-model run: the latent-rollout views of training (PCA of predicted vs actual trajectories,
+        error by horizon step, "imagined" retrieval strip) and the embedding projector, for the loaded
+        model, without training. Writes ``run_dir/figures/*.png`` and TensorBoard; returns the folder."""
+        from torchwm.eval.heldout import HeldOutEvaluator
+
+        model = self._require_model()
+        store = self.collect()
+        train_set, heldout = self._datasets(store)
+        evaluator = HeldOutEvaluator(self.cfg.env.id, store, train_set, heldout, model.history,
+                                     self.device, seed=self.cfg.seed)
+        step = int(self.metrics.get("steps", 0)) if self.metrics else 0
+        folder = self.run_dir / "figures"
+        with self._writer() as writer:
+            evaluator.figures(model, step, writer, save_dir=folder)
+            if projector and writer is not None:
+                evaluator.projector(model, step, writer)
+        return folder
+
+    def _writer(self):
+        """A ``SummaryWriter`` on the run directory (a null context when TensorBoard is off)."""
+        import contextlib
+
+        if not self.cfg.logging.tensorboard:
+            return contextlib.nullcontext(None)
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(str(self.run_dir))
+
+    def mask_figure(self, count: int = 8, folder: str | Path | None = None) -> Path:
+        """I-JEPA: masks sampled as in training, drawn over ``count`` images (context green, targets red).
+
+        Images come from ``folder`` (default: the training folder, resized and centre-cropped). Saves
+        ``run_dir/figures/masks.png`` and logs it to TensorBoard (``masks/examples``); returns the path.
+        """
+        from torchwm.data.images import ImageFiles, eval_transform
+        from torchwm.pretrain.ijepa import mask_sampler_for
+        from torchwm.viz.masks import save_mask_figure
+
+        cfg = self.cfg
+        folder = Path(folder) if folder is not None else Path(cfg.root_path) / cfg.image_folder
+        files = ImageFiles(folder, eval_transform(cfg.image_size))
+        picks = np.random.default_rng(cfg.seed).choice(len(files), min(count, len(files)), replace=False)
+        images = torch.stack([files[int(i)][0] for i in sorted(picks)])
+        grid = (cfg.image_size // cfg.patch_size,) * 2
+        masks = mask_sampler_for(cfg, grid)(len(images), torch.Generator().manual_seed(cfg.seed))
+        step = int(self.metrics.get("steps", 0)) if self.metrics else 0
+        with self._writer() as writer:
+            return save_mask_figure(images, masks, self.run_dir / "figures" / "masks.png", writer, step)
+
+    def _finish(self, trainer) -> dict[str, Any]:
+        from torchwm.training import read_metrics, write_json
+
         self.metrics = {k: v for record in read_metrics(self.run_dir) for k, v in record.items()}
         self.metrics["steps"] = trainer.step
         write_json(self.run_dir / "metrics.json", self.metrics)
+        if self.cfg.logging.tensorboard:
+            from torchwm.viz.summary import log_run_summary
+
+            log_run_summary(self.run_dir, self.cfg.to_dict(), self.metrics, trainer.step)
         self.save()
         return self.metrics
 
-    def _settings(self, steps: int):
+    def _settings(self, steps: int, **extra: Any):
         from torchwm.training import TrainSettings
 
         c, t = self.cfg, self.cfg.train
@@ -111,7 +206,8 @@ class JEPAAgent:
             warmup_steps=min(t.warmup_steps, steps // 2), min_lr_ratio=t.min_lr_ratio,
             weight_decay=t.weight_decay, grad_clip=t.grad_clip, seed=c.seed, log_every=c.logging.log_every,
             metrics_every=t.metrics_every, eval_every=t.eval_every, checkpoint_every=t.checkpoint_every,
-            loader_workers=c.data.loader_workers, progress=c.logging.progress, tensorboard=c.logging.tensorboard)
+            loader_workers=c.data.loader_workers, progress=c.logging.progress, tensorboard=c.logging.tensorboard,
+            **extra)
 
     def _datasets(self, store):
         from torchwm.data import TrajectoryWindows, split_episodes
@@ -212,9 +308,10 @@ class JEPAAgent:
         controller = self.controller()
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(seed)  # the planner's samples: the same seed gives the same evaluation
+            traces: list[dict[str, np.ndarray]] = []
             result.results["planner"], clips = run_episodes(
                 make_env, _NumpyController(controller), seeds, p.episode_steps, parallel=parallel, record=videos,
-                progress=c.logging.progress, desc=f"plan ({p.planner})")
+                progress=c.logging.progress, desc=f"plan ({p.planner})", traces=traces)
         if baseline:
             low, high = model.action_low.cpu().numpy(), model.action_high.cpu().numpy()
             result.results["random"], _ = run_episodes(
@@ -223,17 +320,17 @@ class JEPAAgent:
         out = self.run_dir / "eval"
         write_json(out / "goal_reaching.json", {**result.to_dict(), "planning": c.to_dict()["planning"]})
         paths = [save_gif(v, out / "videos" / f"episode_{i:02d}.gif") for i, v in enumerate(clips)]
-        self._log_evaluation(result, clips)
+        self._log_evaluation(result, clips, traces)
         self.evaluation, self.videos = result, paths
         return result
 
-    def _log_evaluation(self, result, clips: list[np.ndarray]) -> None:
+    def _log_evaluation(self, result, clips: list[np.ndarray], traces: list[dict[str, np.ndarray]]) -> None:
         if not self.cfg.logging.tensorboard:
             return
-        from torch.utils.tensorboard import SummaryWriter
+        from torchwm.viz.planning import episode_trace_figure
 
         step = int(self.metrics.get("steps", 0)) if self.metrics else 0
-        with SummaryWriter(str(self.run_dir)) as writer:
+        with self._writer() as writer:
             for name, r in result.results.items():
                 writer.add_scalar(f"goal_reaching/{name}_success_rate", r.rate, step)
                 writer.add_scalar(f"goal_reaching/{name}_final_distance", float(r.final_distance.mean()), step)
@@ -241,39 +338,58 @@ class JEPAAgent:
             for i, clip in enumerate(clips):  # frames as an image strip (add_video needs moviepy)
                 strip = clip[:: max(1, len(clip) // 10)][:10]
                 writer.add_images(f"goal_reaching/episode_{i:02d}", strip, step, dataformats="NHWC")
+            for i, trace in enumerate(traces):
+                writer.add_figure(f"goal_reaching/episode_{i:02d}_cost", episode_trace_figure(trace), step)
             writer.add_text("goal_reaching/results", result.table(), step)
 
     # ---------------------------------------------------------------------------------- save / load
     def save(self, path: str | Path | None = None) -> Path:
-        """Write the trained world model (weights, config, action bounds) atomically; returns the path."""
-        if self.world_model is None:
+        """Write the trained model atomically; returns the path.
+
+        The file holds the config, the whole model's weights (``model``) and the spatial encoder on its own
+        (``encoder_spec`` + ``encoder``: what :func:`torchwm.load_backbone` and ``model.pretrained``
+        read). For I-JEPA the encoder is the EMA target encoder.
+        """
+        model = self.world_model if self.world_model is not None else self.ijepa
+        if model is None:
             raise RuntimeError("nothing to save: call train() or JEPAAgent.load() first")
+        encoder = model.encoder if self.world_model is not None else model.backbone
         path = Path(path) if path is not None else self.run_dir / MODEL_FILE
-        state = {"config": self.cfg.to_dict(), "model": self.world_model.state_dict(),
-                 "action_low": self.world_model.action_low.cpu(), "action_high": self.world_model.action_high.cpu()}
+        state = {"config": self.cfg.to_dict(), "kind": "world_model" if self.world_model is not None else "ijepa",
+                 "model": model.state_dict(), "encoder_spec": dict(encoder.spec), "encoder": encoder.state_dict()}
         return atomic_torch_save(state, path)
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str | None = None) -> JEPAAgent:
         """The agent of a finished (``model.pt``) or interrupted (``checkpoints/last.pt``) run."""
-        from torchwm.training import CHECKPOINT_DIR, LAST_CHECKPOINT
+        from torchwm.backbone import find_model_file
+        from torchwm.nn.encoders import SpatialEncoder
         from torchwm.world_model import build_world_model
 
         run_dir = Path(run_dir)
-        candidates = [run_dir / MODEL_FILE, run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT]
-        found = next((p for p in candidates if p.exists()), None)
-        if found is None:
-            raise FileNotFoundError(f"{run_dir}: no trained model (looked for {candidates[0]} and {candidates[1]})")
-        state = torch.load(found, map_location="cpu", weights_only=True)
+        state = torch.load(find_model_file(run_dir), map_location="cpu", weights_only=True)
         cfg = JEPAConfig.from_dict(state["config"])
         cfg.logging.run_dir = str(run_dir)
         if device is not None:
             cfg.device = device
         agent = cls(cfg, check_paths=False)
+        if (run_dir / "metrics.json").exists():
+            import json
+
+            agent.metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
         weights = state["model"]
+        if cfg.dataset == "imagefolder":
+            from torchwm.pretrain.ijepa import build_ijepa
+
+            ijepa = build_ijepa(cfg)
+            ijepa.load_state_dict(weights)
+            agent.ijepa = ijepa.to(agent.device).eval()
+            return agent
         low = weights["action_low"].numpy()
         high = weights["action_high"].numpy()
-        model = build_world_model(cfg, low, high)
+        # the saved encoder spec rebuilds the encoder (a model.pretrained file need not exist any more)
+        encoder = SpatialEncoder.from_spec(state["encoder_spec"]) if "encoder_spec" in state else None
+        model = build_world_model(cfg, low, high, encoder=encoder)
         model.load_state_dict(weights)
         agent.world_model = model.to(agent.device).eval()
         return agent
@@ -291,73 +407,6 @@ class _NumpyController:
     def act(self, frames: np.ndarray) -> np.ndarray:
         return self.controller.act(torch.from_numpy(frames)).cpu().numpy()
 
-
-class _HeldOutEvaluator:
-    """Every ``eval_every`` steps: prediction error per step up to 2H vs copy-last, and a linear probe.
-
-    Uses fixed subsets (same windows and frames every time) so the curves are comparable.
-    """
-
-    MAX_WINDOWS = 256
-    MAX_PROBE_FRAMES = 2000
-
-    def __init__(self, cfg: JEPAConfig, store, train_set, heldout, device: torch.device) -> None:
-        from torchwm.eval.probes import probe_targets
-
-        self.cfg, self.device, self.heldout = cfg, device, heldout
-        rng = np.random.default_rng(cfg.seed)
-        if heldout is not None:
-            self.windows = np.sort(rng.choice(len(heldout), min(len(heldout), self.MAX_WINDOWS), replace=False))
-        self.train_frames, self.train_states = _sample_frames(store, train_set.episodes, self.MAX_PROBE_FRAMES, rng)
-        heldout_eps = heldout.episodes if heldout is not None else []
-        self.test_frames, self.test_states = (_sample_frames(store, heldout_eps, self.MAX_PROBE_FRAMES // 2, rng)
-                                              if heldout_eps else (None, None))
-        self.train_targets = probe_targets(cfg.env.id, self.train_states)
-        self.test_targets = probe_targets(cfg.env.id, self.test_states) if self.test_states is not None else None
-
-    @torch.no_grad()
-    def __call__(self, model, step: int) -> dict[str, float]:
-        from torchwm.eval.prediction import prediction_errors
-        from torchwm.eval.probes import LinearProbe
-
-        out: dict[str, float] = {}
-        if self.heldout is not None:
-            errors = prediction_errors(model, self._batches(), self.cfg.model.history)
-            out.update(errors.as_scalars("eval"))
-        z_train = _embed(model, self.train_frames, self.device)
-        probe = LinearProbe().fit(z_train, self.train_targets)
-        if self.test_frames is not None:
-            out["eval/probe_r2"] = probe.r2(_embed(model, self.test_frames, self.device), self.test_targets)
-        out["eval/probe_r2_train"] = probe.r2(z_train, self.train_targets)
-        return out
-
-    def _batches(self):
-        size = 64
-        for start in range(0, len(self.windows), size):
-            items = [self.heldout[int(i)] for i in self.windows[start: start + size]]
-            frames = torch.stack([w.frames for w in items]).to(self.device)
-            actions = torch.stack([w.actions for w in items]).to(self.device)
-            yield frames, actions
-
-
-def _sample_frames(store, episodes, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Up to ``count`` random ``(frame, state)`` pairs from ``episodes`` of ``store`` (uint8, float64)."""
-    pairs = [(ep, t) for ep in episodes for t in range(store.lengths[ep] + 1)]
-    chosen = sorted(rng.choice(len(pairs), min(count, len(pairs)), replace=False))
-    by_episode: dict[int, list[int]] = {}
-    for i in chosen:
-        ep, t = pairs[i]
-        by_episode.setdefault(ep, []).append(t)
-    frames, states = [], []
-    for ep, steps in by_episode.items():  # one memory map per episode, fancy-indexed once
-        episode = store.episode(ep)
-        frames.append(np.asarray(episode.frames[steps]))
-        states.append(np.asarray(episode.states[steps]))
-    return np.concatenate(frames), np.concatenate(states)
-
-
-@torch.no_grad()
-def _embed(model, frames: np.ndarray, device: torch.device, batch: int = 256) -> torch.Tensor:
-    """uint8 ``(N, 3, H, W)`` → ``(N, D)`` with the model's encoder, in batches."""
-    out = [model.encode(torch.from_numpy(frames[i: i + batch]).to(device)) for i in range(0, len(frames), batch)]
-    return torch.cat(out).cpu()
+    def last_costs(self) -> np.ndarray:
+        """The latest plan's predicted cost per episode ``(E,)``."""
+        return self.controller.plan_costs[-1].float().cpu().numpy()

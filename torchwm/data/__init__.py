@@ -1,4 +1,5 @@
-"""Trajectory data: reward-free collection, the on-disk episode store, and training windows.
+"""Data: reward-free trajectory collection, the on-disk episode store, training windows; image folders
+(:mod:`torchwm.data.images`) and the synthetic shapes dataset (:func:`make_shapes_dataset`).
 
 Importing this package does not import torch (collection workers stay light): ``collect`` and
 ``store`` are torch-free, and :class:`TrajectoryWindows` / :class:`Window` / :func:`split_episodes`
@@ -18,6 +19,9 @@ _EXPORTS = {
     "TrajectoryWindows": "torchwm.data.windows",
     "Window": "torchwm.data.windows",
     "split_episodes": "torchwm.data.windows",
+    "RobustImageFolder": "torchwm.data.images",
+    "ImageFiles": "torchwm.data.images",
+    "make_shapes_dataset": "torchwm.data.synthetic",
 }
 
 __getattr__, _lazy_dir = lazy_exports(__name__, _EXPORTS)

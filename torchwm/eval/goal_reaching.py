@@ -125,10 +125,13 @@ class GoalReaching:
 
 def run_episodes(make_env: Callable[[], Any], policy: GoalPolicy, seeds: Sequence[int], episode_steps: int,
                  parallel: int = 1, record: int = 0, progress: bool = True, desc: str = "evaluate",
-                 ) -> tuple[PolicyResult, list[np.ndarray]]:
+                 traces: list[dict[str, np.ndarray]] | None = None) -> tuple[PolicyResult, list[np.ndarray]]:
     """Run one episode per seed, ``parallel`` at a time; returns the results and ``record`` videos.
 
     A video is uint8 ``(T + 1, H, 2W, 3)``: the observation beside the goal image at every step.
+    With a ``traces`` list, each recorded episode appends ``{"distance": (T + 1,), "cost": (T,)}``: the
+    physics distance to the goal and, when the policy has ``last_costs() -> (E,)``, the planner's
+    predicted cost at each step (NaN otherwise).
     """
     import time
 
@@ -154,24 +157,34 @@ def run_episodes(make_env: Callable[[], Any], policy: GoalPolicy, seeds: Sequenc
                     success[i], first[i] = True, 0
             obs_arr, goal_arr = np.stack(obs), np.stack(goals)
             frames = [[_side_by_side(o, g)] for o, g in zip(obs_arr, goal_arr)] if record > len(videos) else None
+            dist_trace = [[closest[i]] for i in batch]
+            cost_trace: list[list[float]] = [[] for _ in batch]
             policy.reset(obs_arr, goal_arr)
             for step in range(1, episode_steps + 1):
                 t0 = time.perf_counter()
                 actions = np.asarray(_to_numpy(policy.act(obs_arr)), dtype=np.float32)
                 act_seconds += time.perf_counter() - t0
                 act_calls += len(batch)
+                costs = policy.last_costs() if hasattr(policy, "last_costs") else None
+                for j in range(len(batch)):
+                    cost_trace[j].append(float(costs[j]) if costs is not None else float("nan"))
                 for j, (env, i) in enumerate(zip(active, batch)):
                     o, _, _, _, info = env.step(actions[j])
                     obs_arr[j] = o
                     closest[i] = min(closest[i], info["distance"])
                     final[i] = info["distance"]
+                    dist_trace[j].append(info["distance"])
                     if info["success"] and not success[i]:
                         success[i], first[i] = True, step
                     if frames is not None:
                         frames[j].append(_side_by_side(o, goal_arr[j]))
                 bar.update(len(batch))
             if frames is not None:
-                videos.extend(np.stack(f) for f in frames[: record - len(videos)])
+                kept = frames[: record - len(videos)]
+                if traces is not None:
+                    traces.extend({"distance": np.asarray(d), "cost": np.asarray(c)}
+                                  for d, c in zip(dist_trace[: len(kept)], cost_trace[: len(kept)]))
+                videos.extend(np.stack(f) for f in kept)
     finally:
         bar.close()
         for env in envs:

@@ -174,6 +174,34 @@ class SpatialEncoder(nn.Module):
             feats = feats.flatten(2).transpose(1, 2)
         return feats
 
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """Patch grid ``(rows, cols)`` of the ViT encoder."""
+        self._require_vit("grid_size")
+        return tuple(self.backbone.patch_embed.grid_size)  # type: ignore[return-value]
+
+    def forward_tokens(self, images: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """ViT only: ``(N, 3, H, W)`` → tokens ``(N, K, C)`` of the patches in ``keep`` (``(N, K)`` indices
+        into the row-major patch grid; all patches when None). Dropped patches never enter the
+        transformer, which is what makes I-JEPA's context encoder cheap."""
+        self._require_vit("forward_tokens")
+        vit = self.backbone
+        x = vit._pos_embed(vit.patch_embed(_normalise(images)))  # (N, L, C), positions added
+        if keep is not None:
+            from torchwm.masks import apply_masks
+
+            x = apply_masks(x, keep)
+        return vit.norm(vit.blocks(vit.norm_pre(x)))
+
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """ViT only: tokens ``(N, L, C)`` → the embedding ``forward`` returns ``(N, C)`` (mean, then norm)."""
+        self._require_vit("pool")
+        return self.backbone.forward_head(tokens)
+
+    def _require_vit(self, what: str) -> None:
+        if self.kind != "vit":
+            raise TypeError(f"{what} needs a ViT encoder (SpatialEncoder.vit), this one is {self.kind!r}")
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` in [0, 1] (or uint8) → embeddings ``(N, embed_dim)``."""
         x = _normalise(images)

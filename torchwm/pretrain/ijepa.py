@@ -1,0 +1,94 @@
+"""I-JEPA (Assran et al. 2023): predict the representations of masked image blocks from a context block.
+
+* context encoder: a ViT :class:`~torchwm.nn.encoders.SpatialEncoder`, run on the context patches only;
+* target encoder: an EMA copy of it (momentum 0.996 → 1.0 over training), run on the whole image;
+  its patch tokens, layer-normed, are the targets;
+* predictor: a narrow ViT (:class:`~torchwm.nn.masked_predictor.MaskedPredictor`) that fills mask
+  tokens at each target block's positions.
+
+``IJEPA.loss(images, masks)`` is what :class:`~torchwm.training.Trainer` optimises; the target encoder
+is the pretrained backbone (it is what I-JEPA evaluates and what :func:`torchwm.load_backbone` returns).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from torchwm.ema import EMA, momentum_schedule
+from torchwm.masks import MaskBatch, apply_masks
+from torchwm.nn.encoders import SpatialEncoder
+from torchwm.nn.masked_predictor import MaskedPredictor
+from torchwm.world_model import LossOutput
+
+
+class IJEPA(nn.Module):
+    """Context encoder + EMA target encoder + masked predictor.
+
+    ``loss(images (B, 3, H, W) in [0, 1], masks: MaskBatch)`` → :class:`LossOutput` whose ``embeddings``
+    are the target encoder's pooled image embeddings ``(B, D)`` (for the collapse metrics).
+    """
+
+    def __init__(self, encoder: SpatialEncoder, predictor: MaskedPredictor, ema_start: float = 0.996,
+                 ema_end: float = 1.0) -> None:
+        super().__init__()
+        if encoder.kind != "vit":
+            raise ValueError(f"I-JEPA needs a ViT encoder, got {encoder.kind!r}")
+        self.encoder, self.predictor = encoder, predictor
+        self.target_encoder = EMA(encoder)
+        self.ema_start, self.ema_end = float(ema_start), float(ema_end)
+
+    @property
+    def backbone(self) -> SpatialEncoder:
+        """The pretrained encoder to use downstream (the EMA target encoder)."""
+        return self.target_encoder.module  # type: ignore[return-value]
+
+    def loss(self, images: torch.Tensor, masks: MaskBatch) -> LossOutput:
+        masks = masks.to(images.device)
+        with torch.no_grad():
+            tokens = self.target_encoder.module.forward_tokens(images)  # (B, L, D)
+            pooled = self.target_encoder.module.pool(tokens)
+            targets = F.layer_norm(tokens, tokens.shape[-1:])
+            targets = apply_masks(targets, masks.targets)  # (B, M, Nt, D)
+        context = self.encoder.forward_tokens(images, masks.context)  # (B, Nc, D)
+        preds = self.predictor(context, masks.context, masks.targets)  # (B, M, Nt, D)
+        loss = F.smooth_l1_loss(preds, targets)
+        with torch.no_grad():
+            target_std = targets.flatten(0, 2).std(0).mean()
+            pred_std = preds.detach().flatten(0, 2).std(0).mean()
+        terms = {"total": loss.detach(), "prediction": loss.detach(), "target_token_std": target_std,
+                 "predicted_token_std": pred_std}
+        return LossOutput(loss, terms, pooled.detach(), images.shape[0])
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        """EMA update of the target encoder with the cosine momentum schedule."""
+        self.target_encoder.update(self.encoder, momentum_schedule(step, total_steps, self.ema_start, self.ema_end))
+
+
+def build_ijepa(cfg: Any) -> IJEPA:
+    """The I-JEPA model a :class:`~torchwm.config.JEPAConfig` describes (top-level ViT fields, ``pretrain``)."""
+    p = cfg.pretrain
+    encoder = SpatialEncoder.vit(cfg.image_size, cfg.patch_size, cfg.embed_dim, cfg.num_layers, cfg.num_heads)
+    predictor = MaskedPredictor(encoder.grid_size, encoder.embed_dim, p.predictor_dim, p.predictor_depth,
+                                p.predictor_heads)
+    return IJEPA(encoder, predictor, p.ema_start, p.ema_end)
+
+
+def mask_sampler_for(cfg: Any, grid: tuple[int, int]):
+    """The mask sampler ``cfg.pretrain.mask`` names, over a ``grid`` of patches."""
+    from torchwm.masks import BlockMask, MultiBlockMask, RandomMask
+
+    p = cfg.pretrain
+    target_scale = (p.target_scale_min, p.target_scale_max)
+    target_aspect = (p.target_aspect_min, p.target_aspect_max)
+    if p.mask == "multiblock":
+        return MultiBlockMask(grid, num_targets=p.num_targets, target_scale=target_scale, target_aspect=target_aspect,
+                              context_scale=(p.context_scale_min, p.context_scale_max), min_keep=p.min_keep)
+    if p.mask == "block":
+        return BlockMask(grid, scale=target_scale, aspect=target_aspect, min_keep=p.min_keep)
+    if p.mask == "random":
+        return RandomMask(grid, cfg.mask_ratio)
+    raise ValueError(f"pretrain.mask={p.mask!r}: unknown; allowed: 'block', 'multiblock', 'random'")

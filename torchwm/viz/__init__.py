@@ -1,0 +1,1 @@
+"""Figures for TensorBoard and files: mask overlays (I-JEPA)."""

@@ -1,0 +1,76 @@
+"""Mask figures: which patches the context encoder sees (green) and which it must predict (red)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from torchwm.masks import MaskBatch
+
+CONTEXT_RGB = np.array([0.1, 0.85, 0.2])
+TARGET_RGB = np.array([0.95, 0.1, 0.1])
+
+
+def mask_overlay(image: torch.Tensor | np.ndarray, context: np.ndarray, targets: np.ndarray, grid: tuple[int, int],
+                 alpha: float = 0.45) -> np.ndarray:
+    """One image ``(3, H, W)`` in [0, 1] and boolean patch masks ``(rows*cols,)`` → RGB ``(H, W, 3)`` float.
+
+    Context patches are tinted green, target patches red (a patch in both shows red); the rest is dimmed.
+    """
+    img = np.asarray(image, dtype=np.float32).transpose(1, 2, 0)
+    h, w = img.shape[:2]
+    rows, cols = grid
+    cell = lambda m: np.kron(m.reshape(rows, cols), np.ones((h // rows, w // cols)))[..., None]  # noqa: E731
+    ctx, tgt = cell(context.astype(np.float32)), cell(targets.astype(np.float32))
+    ctx = ctx * (1 - tgt)
+    rest = 1 - np.clip(ctx + tgt, 0, 1)
+    out = (img * rest * 0.35 + ((1 - alpha) * img + alpha * CONTEXT_RGB) * ctx
+           + ((1 - alpha) * img + alpha * TARGET_RGB) * tgt)
+    return np.clip(out, 0, 1)
+
+
+def mask_figure(images: torch.Tensor, masks: MaskBatch, columns: int = 4):
+    """A matplotlib figure: each image beside its masked view (context green, targets red).
+
+    ``images (B, 3, H, W)`` in [0, 1]; ``masks`` for the same B. Returns the ``Figure``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    context, targets = (m.cpu().numpy() for m in masks.bool_masks())
+    b = len(images)
+    columns = min(columns, b)
+    rows = (b + columns - 1) // columns
+    fig, axes = plt.subplots(rows, 2 * columns, figsize=(2.0 * 2 * columns, 2.1 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(b):
+        r, c = divmod(i, columns)
+        img = images[i].detach().cpu().float().clamp(0, 1).numpy()
+        axes[r, 2 * c].imshow(img.transpose(1, 2, 0))
+        axes[r, 2 * c + 1].imshow(mask_overlay(img, context[i], targets[i], masks.grid))
+        axes[r, 2 * c + 1].set_title(f"ctx {int(context[i].sum())} / tgt {int(targets[i].sum())}", fontsize=7)
+    fig.suptitle("I-JEPA masks: context (green) predicts targets (red)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def save_mask_figure(images: torch.Tensor, masks: MaskBatch, path: str | Path, writer=None, step: int = 0,
+                     tag: str = "masks/examples") -> Path:
+    """Draw :func:`mask_figure`, save it as PNG at ``path`` and, with a ``SummaryWriter``, log it as ``tag``."""
+    import matplotlib.pyplot as plt
+
+    fig = mask_figure(images, masks)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    tmp.replace(path)
+    if writer is not None:
+        writer.add_figure(tag, fig, step, close=False)
+    plt.close(fig)
+    return path

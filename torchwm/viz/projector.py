@@ -1,0 +1,55 @@
+"""TensorBoard projector: held-out frame embeddings with thumbnails and physics-state labels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def state_labels(env_id: str, states: np.ndarray, bins: int = 8) -> tuple[list[str], list[list[str]]]:
+    """Physics states ``(N, S)`` → ``(header, rows)`` of readable, binned labels for the projector.
+
+    reacher: each joint angle in ``bins`` sectors (e.g. "shoulder 45..90"); point_mass: x and y in
+    ``bins`` equal-width bins over the arena; other domains: the first two state values in quantile bins.
+    """
+    states = np.asarray(states, dtype=np.float64)
+    domain = env_id.split(":", 1)[-1].split("-", 1)[0]
+    if domain == "reacher":
+        width = 360 // bins
+        degrees = np.degrees(np.mod(states[:, :2], 2 * np.pi)).astype(int) // width * width
+        header = ["shoulder_deg", "wrist_deg"]
+        columns = [[f"{d}..{d + width}" for d in degrees[:, j]] for j in range(2)]
+    elif domain == "point_mass":
+        edges = np.linspace(-0.3, 0.3, bins + 1)
+        header = ["x", "y"]
+        columns = [_binned(states[:, j], edges) for j in range(2)]
+    else:
+        header = ["state0", "state1"][: min(2, states.shape[1])]
+        columns = [_binned(states[:, j], np.quantile(states[:, j], np.linspace(0, 1, bins + 1)))
+                   for j in range(len(header))]
+    return header, [list(row) for row in zip(*columns)]
+
+
+def _binned(values: np.ndarray, edges: np.ndarray) -> list[str]:
+    idx = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
+    return [f"{edges[i]:+.2f}..{edges[i + 1]:+.2f}" for i in idx]
+
+
+def add_projector(writer: Any, embeddings: torch.Tensor, frames: np.ndarray | torch.Tensor, env_id: str,
+                  states: np.ndarray, step: int = 0, tag: str = "heldout_frames", thumbnail: int = 32) -> None:
+    """``writer.add_embedding`` of ``embeddings (N, D)`` with frame thumbnails and state labels.
+
+    ``frames`` uint8 ``(N, 3, H, W)``; thumbnails are downscaled to ``thumbnail`` px (the projector's
+    sprite sheet must stay small).
+    """
+    import torch.nn.functional as F
+
+    images = torch.as_tensor(np.asarray(frames)).float() / 255.0
+    if images.shape[-1] > thumbnail:
+        images = F.interpolate(images, size=(thumbnail, thumbnail), mode="bilinear", antialias=True,
+                               align_corners=False)
+    header, rows = state_labels(env_id, states)
+    writer.add_embedding(embeddings.float().cpu(), metadata=rows, metadata_header=header, label_img=images,
+                         global_step=step, tag=tag)
