@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="run directory (TensorBoard logdir)")
     parser.add_argument("--out", default="docs/images", help="folder for the PNGs")
-    parser.add_argument("--tabs", nargs="+", default=["scalars", "images", "projector"], choices=TABS)
+    parser.add_argument("--tabs", nargs="+", default=["scalars", "images:rollouts", "images:goal_reaching", "projector"],
+                        help=f"TAB or TAB:TAG_REGEX, TAB one of {', '.join(TABS)}")
     parser.add_argument("--width", type=int, default=1400)
     parser.add_argument("--height", type=int, default=1000)
     args = parser.parse_args(argv)
@@ -70,9 +71,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_until_up(base + "/data/plugins_listing")
-        for tab in args.tabs:
-            path = out / f"tensorboard_{tab}.png"
-            capture(chromium, f"{base}/?darkMode=false#{tab}", path, args.width, args.height, budget_ms=20000)
+        for spec in args.tabs:
+            tab, _, tag_filter = spec.partition(":")
+            if tab not in TABS:
+                raise SystemExit(f"error: unknown tab {tab!r}; tabs: {', '.join(TABS)}")
+            path = out / f"tensorboard_{tab}{'_' + tag_filter if tag_filter else ''}.png"
+            url = f"{base}/?darkMode=false#{tab}" + (f"&tagFilter={tag_filter}" if tag_filter else "")
+            capture(chromium, url, path, args.width, args.height, budget_ms=20000)
             print(f"{path}")
     finally:
         server.terminate()

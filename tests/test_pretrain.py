@@ -519,10 +519,6 @@ def test_backbone_of_a_world_model_run_reproduces_its_encoder(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(load_encoder(tmp_path / "interrupted")(x), agent.world_model.encode(x),
                                    atol=0, rtol=0)
-    from torchwm.cli import main
-
-    with pytest.raises(SystemExit, match="world-model run"):
-        main(["visualize", "--run", str(tmp_path / "wm")])
 
 
 def test_load_backbone_inputs_outputs_and_freezing(ijepa_run):
@@ -837,3 +833,24 @@ def test_valid_pretrain_section_round_trips_and_min_keep_is_only_checked_for_ima
     world.validate(check_paths=False)  # the pretrain grid check applies to image pretraining only
     with pytest.raises(ValueError, match="root_path/image_folder"):
         cfg.override([f"root_path={tmp_path / 'absent'}"]).validate()
+
+
+# ------------------------------------------------------------------------------------------ TensorBoard
+def test_ijepa_run_logs_mask_figure_probe_and_collapse_metrics(shapes_root, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = ijepa_config(shapes_root, tmp_path / "run", **{"train.steps": 2, "train.eval_every": 2,
+                                                          "train.metrics_every": 1, "logging.log_every": 1,
+                                                          "logging.tensorboard": True})
+    JEPAAgent(cfg).train()
+    acc = EventAccumulator(str(tmp_path / "run"), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert "masks/examples" in tags["images"]
+    figure = acc.Images("masks/examples")[-1]
+    assert figure.width > 300 and figure.height > 100
+    for tag in ["probe/linear_accuracy", "probe/knn_accuracy"]:
+        assert [e.step for e in acc.Scalars(tag)] == [2] and 0.0 <= acc.Scalars(tag)[0].value <= 1.0
+    ranks = [e.value for e in acc.Scalars("collapse/effective_rank")]
+    assert len(ranks) == 2 and all(1.0 <= r <= EMBED for r in ranks)
+    assert all(e.value > 0 for e in acc.Scalars("loss/target_token_std"))

@@ -217,6 +217,10 @@ class PretrainConfig:
     """EMA momentum of the target encoder at the start, raised to ema_end by a cosine schedule, in [0, 1]"""
     ema_end: float = _opt(1.0, min=0.0, max=1.0)
     """EMA momentum at the end of training, in [0, 1]"""
+    var_weight: float = _opt(0.0, min=0.0)
+    """VICReg variance weight on the images' pooled context embeddings (>= 0; 0 = plain I-JEPA)"""
+    cov_weight: float = _opt(0.0, min=0.0)
+    """VICReg covariance weight on the pooled context embeddings (>= 0; 0 = plain I-JEPA)"""
     weight_decay_end: float = _opt(0.4, min=0.0)
     """weight decay at the end of training; it rises from train.weight_decay by a cosine schedule (>= 0)"""
     crop_scale_min: float = _opt(0.3, gt=0.0, max=1.0)

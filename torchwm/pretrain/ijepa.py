@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from torchwm.ema import EMA, momentum_schedule
+from torchwm.losses import covariance_loss, variance_loss
 from torchwm.masks import MaskBatch, apply_masks
 from torchwm.nn.encoders import SpatialEncoder
 from torchwm.nn.masked_predictor import MaskedPredictor
@@ -33,13 +34,14 @@ class IJEPA(nn.Module):
     """
 
     def __init__(self, encoder: SpatialEncoder, predictor: MaskedPredictor, ema_start: float = 0.996,
-                 ema_end: float = 1.0) -> None:
+                 ema_end: float = 1.0, var_weight: float = 0.0, cov_weight: float = 0.0) -> None:
         super().__init__()
         if encoder.kind != "vit":
             raise ValueError(f"I-JEPA needs a ViT encoder, got {encoder.kind!r}")
         self.encoder, self.predictor = encoder, predictor
         self.target_encoder = EMA(encoder)
         self.ema_start, self.ema_end = float(ema_start), float(ema_end)
+        self.var_weight, self.cov_weight = float(var_weight), float(cov_weight)
 
     @property
     def backbone(self) -> SpatialEncoder:
@@ -55,13 +57,23 @@ class IJEPA(nn.Module):
             targets = apply_masks(targets, masks.targets)  # (B, M, Nt, D)
         context = self.encoder.forward_tokens(images, masks.context)  # (B, Nc, D)
         preds = self.predictor(context, masks.context, masks.targets)  # (B, M, Nt, D)
-        loss = F.smooth_l1_loss(preds, targets)
+        prediction = F.smooth_l1_loss(preds, targets)
+        total = prediction
+        terms = {"prediction": prediction.detach()}
+        if self.var_weight > 0 or self.cov_weight > 0:
+            # VICReg on the images' pooled context embeddings: keeps them image-dependent. Without it, small
+            # CPU runs collapse to position-only tokens (which make every target block predictable).
+            z = context.mean(dim=1)
+            var, cov = variance_loss(z), covariance_loss(z)
+            total = total + self.var_weight * var + self.cov_weight * cov
+            terms.update(variance=var.detach(), covariance=cov.detach())
         with torch.no_grad():
-            target_std = targets.flatten(0, 2).std(0).mean()
-            pred_std = preds.detach().flatten(0, 2).std(0).mean()
-        terms = {"total": loss.detach(), "prediction": loss.detach(), "target_token_std": target_std,
-                 "predicted_token_std": pred_std}
-        return LossOutput(loss, terms, pooled.detach(), images.shape[0])
+            terms["target_token_std"] = targets.flatten(0, 2).std(0).mean()
+            terms["predicted_token_std"] = preds.detach().flatten(0, 2).std(0).mean()
+            # image dependence of the targets: per-position std across the batch (0 = position-only tokens)
+            terms["target_image_std"] = targets.std(0).mean()
+        terms["total"] = total.detach()
+        return LossOutput(total, terms, pooled.detach(), images.shape[0])
 
     def after_step(self, step: int, total_steps: int) -> None:
         """EMA update of the target encoder with the cosine momentum schedule."""
@@ -74,7 +86,7 @@ def build_ijepa(cfg: Any) -> IJEPA:
     encoder = SpatialEncoder.vit(cfg.image_size, cfg.patch_size, cfg.embed_dim, cfg.num_layers, cfg.num_heads)
     predictor = MaskedPredictor(encoder.grid_size, encoder.embed_dim, p.predictor_dim, p.predictor_depth,
                                 p.predictor_heads)
-    return IJEPA(encoder, predictor, p.ema_start, p.ema_end)
+    return IJEPA(encoder, predictor, p.ema_start, p.ema_end, var_weight=p.var_weight, cov_weight=p.cov_weight)
 
 
 def mask_sampler_for(cfg: Any, grid: tuple[int, int]):
