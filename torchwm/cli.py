@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     if argv[:1] == ["shapes"]:  # the generator parses its own options (argparse.REMAINDER drops --flags)
         from torchwm.data.synthetic import main as shapes_main
 
-        code = shapes_main(argv[1:])
+        code = shapes_main(argv[1:], prog="torchwm shapes")
         if code:
             raise SystemExit(code)
         return

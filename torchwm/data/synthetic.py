@@ -365,9 +365,9 @@ assert tuple(_SHAPES) == SHAPE_CLASSES
 # ------------------------------------------------------------------------------------------ command line
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m torchwm.data.synthetic --out DIR [...]``: write (or reuse) a shapes dataset."""
-    parser = argparse.ArgumentParser(prog="python -m torchwm.data.synthetic", description=__doc__.splitlines()[0])
+def main(argv: Sequence[str] | None = None, prog: str = "python -m torchwm.data.synthetic") -> int:
+    """``python -m torchwm.data.synthetic --out DIR [...]`` (or ``torchwm shapes``): write (or reuse) a shapes dataset."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="dataset root (gets train/, val/ and shapes.json)")
     parser.add_argument("--train-per-class", type=int, default=500)
     parser.add_argument("--val-per-class", type=int, default=100)

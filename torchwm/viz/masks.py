@@ -55,7 +55,7 @@ def mask_figure(images: torch.Tensor, masks: MaskBatch, columns: int = 4):
         axes[r, 2 * c + 1].imshow(mask_overlay(img, context[i], targets[i], masks.grid))
         axes[r, 2 * c + 1].set_title(f"ctx {int(context[i].sum())} / tgt {int(targets[i].sum())}", fontsize=7)
     fig.suptitle("I-JEPA masks: context (green) predicts targets (red)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     return fig
 
 
