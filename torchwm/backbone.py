@@ -60,22 +60,10 @@ def load_encoder(path: str | os.PathLike[str], device: str | torch.device = "cpu
 
 
 def _encoder_from_checkpoint(state: dict[str, Any]) -> SpatialEncoder:
+    from torchwm.agents.jepa import model_from_state
     from torchwm.config import JEPAConfig
 
-    cfg = JEPAConfig.from_dict(state["config"])
-    if cfg.dataset == "imagefolder":
-        from torchwm.pretrain.ijepa import build_ijepa
-
-        ijepa = build_ijepa(cfg)
-        ijepa.load_state_dict(state["model"])
-        return ijepa.backbone
-    from torchwm.world_model import build_world_model
-
-    weights = state["model"]
-    encoder = SpatialEncoder.from_spec(state["encoder_spec"]) if "encoder_spec" in state else None
-    model = build_world_model(cfg, weights["action_low"], weights["action_high"], encoder=encoder)
-    model.load_state_dict(weights)
-    return model.encoder
+    return model_from_state(JEPAConfig.from_dict(state["config"]), state).backbone
 
 
 class Backbone(nn.Module):

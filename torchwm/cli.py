@@ -130,9 +130,10 @@ def cmd_embed(args: argparse.Namespace) -> None:
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None
     feats, index = embed_dataset(backbone, files, args.batch_size, progress=True)
-    keep = np.unique(index, return_index=True)[1]  # a skipped file's stand-in is the next readable image
-    readable = [i for i in range(len(files)) if files.readable(i)]
-    feats = feats[keep][np.isin(index[keep], readable)]
+    # An unreadable file's slot holds its stand-in, the next readable image, labelled with that image's
+    # index; so the labels seen are exactly the readable files, each first met with its features.
+    readable, first = np.unique(index, return_index=True)
+    feats = feats[first]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, feats.astype(np.float32))
@@ -173,13 +174,6 @@ def cmd_visualize(args: argparse.Namespace) -> None:
           f"(TensorBoard: rollouts/*, projector); tensorboard --logdir {run}")
 
 
-def cmd_shapes(args: argparse.Namespace) -> None:
-    """Generate the labelled synthetic shapes dataset (train/val ImageFolder) used by the I-JEPA presets."""
-    from torchwm.data.synthetic import main as shapes_main
-
-    shapes_main(args.rest)  # reached only through parse_args(); main() hands `shapes ...` over directly
-
-
 def _print_training(agent, metrics: dict) -> None:
     keys = [k for k in sorted(metrics) if k.startswith("eval/pred_over_copy_step")]
     ratios = ", ".join(f"{metrics[k]:.2f}" for k in sorted(keys, key=lambda k: int(k.rsplit("step", 1)[1])))
@@ -209,10 +203,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--images", default=None, help="folder of images to draw masks on (default: the training folder)")
     p.add_argument("--count", type=int, default=8, help="images in the figure")
     p.set_defaults(func=cmd_visualize)
-    p = sub.add_parser("shapes", help=cmd_shapes.__doc__.splitlines()[0], description=cmd_shapes.__doc__,
-                       add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_shapes)
+    # listed for --help only: main() hands `torchwm shapes ...` to the generator's own parser
+    sub.add_parser("shapes", help="generate the labelled synthetic shapes dataset (train/val ImageFolder) used "
+                                  "by the I-JEPA presets; see torchwm shapes --help")
     p = sub.add_parser("plan", help=cmd_plan.__doc__.splitlines()[0], description=cmd_plan.__doc__)
     p.add_argument("--run", required=True, help="run directory written by `torchwm train` or `torchwm demo`")
     p.add_argument("--episodes", type=int, default=None, help="episodes (default: planning.eval_episodes)")

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 from torch import nn
+
+from torchwm.training import cosine_value
 
 
 def momentum_schedule(step: int, total_steps: int, start: float, end: float = 1.0) -> float:
     """Cosine ramp of the EMA momentum from ``start`` (step 0) to ``end`` (step ``total_steps``)."""
     if total_steps <= 0:
         return end
-    progress = min(max(step / total_steps, 0.0), 1.0)
-    return end - (end - start) * (math.cos(math.pi * progress) + 1) / 2
+    return cosine_value(step, total_steps, start, end)
 
 
 class EMA(nn.Module):

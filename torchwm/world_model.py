@@ -66,6 +66,11 @@ class WorldModel(nn.Module):
         self.register_buffer("action_high", high)
 
     @property
+    def backbone(self) -> SpatialEncoder:
+        """The encoder to use downstream (as ``IJEPA.backbone``): the online spatial encoder."""
+        return self.encoder
+
+    @property
     def embed_dim(self) -> int:
         return self.encoder.embed_dim
 

@@ -78,7 +78,6 @@ class JEPAAgent:
         """Train (or resume training) and return the final metrics (also in ``run_dir/metrics.json``)."""
         if self.cfg.dataset == "imagefolder":
             return self._pretrain()
-        from torchwm.eval.heldout import HeldOutEvaluator
         from torchwm.training import Trainer
         from torchwm.world_model import build_world_model
 
@@ -90,8 +89,7 @@ class JEPAAgent:
         torch.manual_seed(cfg.seed)  # the initial weights follow the config's seed
         model = build_world_model(cfg, low, high)
         steps = cfg.train.steps or cfg.epochs * (len(train_set) // cfg.batch_size)
-        evaluator = HeldOutEvaluator(cfg.env.id, store, train_set, heldout, cfg.model.history, self.device,
-                                     seed=cfg.seed)
+        evaluator = self._held_out_evaluator(store, train_set, heldout)
         trainer = Trainer(model, train_set, self._settings(steps), self.run_dir,
                           batch_fn=lambda w: (w.frames, w.actions), device=self.device,
                           evaluate=evaluator, visualize=evaluator.figures,
@@ -138,20 +136,21 @@ class JEPAAgent:
         """World-model run: the latent-rollout views of training (PCA of predicted vs actual trajectories,
         error by horizon step, "imagined" retrieval strip) and the embedding projector, for the loaded
         model, without training. Writes ``run_dir/figures/*.png`` and TensorBoard; returns the folder."""
-        from torchwm.eval.heldout import HeldOutEvaluator
-
         model = self._require_model()
         store = self.collect()
-        train_set, heldout = self._datasets(store)
-        evaluator = HeldOutEvaluator(self.cfg.env.id, store, train_set, heldout, model.history,
-                                     self.device, seed=self.cfg.seed)
-        step = int(self.metrics.get("steps", 0)) if self.metrics else 0
+        evaluator = self._held_out_evaluator(store, *self._datasets(store))
+        step = self.trained_steps
         folder = self.run_dir / "figures"
         with self._writer() as writer:
             evaluator.figures(model, step, writer, save_dir=folder)
             if projector and writer is not None:
                 evaluator.projector(model, step, writer)
         return folder
+
+    @property
+    def trained_steps(self) -> int:
+        """Optimiser steps of the trained or loaded model (0 before training): the step figures are logged at."""
+        return int(self.metrics.get("steps", 0))
 
     def _writer(self):
         """A ``SummaryWriter`` on the run directory (a null context when TensorBoard is off)."""
@@ -180,7 +179,7 @@ class JEPAAgent:
         images = torch.stack([files[int(i)][0] for i in sorted(picks)])
         grid = (cfg.image_size // cfg.patch_size,) * 2
         masks = mask_sampler_for(cfg, grid)(len(images), torch.Generator().manual_seed(cfg.seed))
-        step = int(self.metrics.get("steps", 0)) if self.metrics else 0
+        step = self.trained_steps
         with self._writer() as writer:
             return save_mask_figure(images, masks, self.run_dir / "figures" / "masks.png", writer, step)
 
@@ -219,6 +218,12 @@ class JEPAAgent:
         heldout = (TrajectoryWindows(store, c.model.history, 2 * c.predict_horizon, episodes=heldout_eps)
                    if heldout_eps else None)
         return train_set, heldout
+
+    def _held_out_evaluator(self, store, train_set, heldout):
+        from torchwm.eval.heldout import HeldOutEvaluator
+
+        c = self.cfg
+        return HeldOutEvaluator(c.env.id, store, train_set, heldout, c.model.history, self.device, seed=c.seed)
 
     def _prepare_run_dir(self) -> None:
         """Write config.yaml; refuse to resume a run whose training settings differ."""
@@ -329,7 +334,7 @@ class JEPAAgent:
             return
         from torchwm.viz.planning import episode_trace_figure
 
-        step = int(self.metrics.get("steps", 0)) if self.metrics else 0
+        step = self.trained_steps
         with self._writer() as writer:
             for name, r in result.results.items():
                 writer.add_scalar(f"goal_reaching/{name}_success_rate", r.rate, step)
@@ -353,7 +358,7 @@ class JEPAAgent:
         model = self.world_model if self.world_model is not None else self.ijepa
         if model is None:
             raise RuntimeError("nothing to save: call train() or JEPAAgent.load() first")
-        encoder = model.encoder if self.world_model is not None else model.backbone
+        encoder = model.backbone
         path = Path(path) if path is not None else self.run_dir / MODEL_FILE
         state = {"config": self.cfg.to_dict(), "kind": "world_model" if self.world_model is not None else "ijepa",
                  "model": model.state_dict(), "encoder_spec": dict(encoder.spec), "encoder": encoder.state_dict()}
@@ -363,8 +368,6 @@ class JEPAAgent:
     def load(cls, run_dir: str | Path, device: str | None = None) -> JEPAAgent:
         """The agent of a finished (``model.pt``) or interrupted (``checkpoints/last.pt``) run."""
         from torchwm.backbone import find_model_file
-        from torchwm.nn.encoders import SpatialEncoder
-        from torchwm.world_model import build_world_model
 
         run_dir = Path(run_dir)
         state = torch.load(find_model_file(run_dir), map_location="cpu", weights_only=True)
@@ -377,22 +380,31 @@ class JEPAAgent:
             import json
 
             agent.metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-        weights = state["model"]
+        model = model_from_state(cfg, state).to(agent.device).eval()
         if cfg.dataset == "imagefolder":
-            from torchwm.pretrain.ijepa import build_ijepa
-
-            ijepa = build_ijepa(cfg)
-            ijepa.load_state_dict(weights)
-            agent.ijepa = ijepa.to(agent.device).eval()
-            return agent
-        low = weights["action_low"].numpy()
-        high = weights["action_high"].numpy()
-        # the saved encoder spec rebuilds the encoder (a model.pretrained file need not exist any more)
-        encoder = SpatialEncoder.from_spec(state["encoder_spec"]) if "encoder_spec" in state else None
-        model = build_world_model(cfg, low, high, encoder=encoder)
-        model.load_state_dict(weights)
-        agent.world_model = model.to(agent.device).eval()
+            agent.ijepa = model
+        else:
+            agent.world_model = model
         return agent
+
+
+def model_from_state(cfg: JEPAConfig, state: dict[str, Any]):
+    """The trained model of a saved run (``model.pt`` or a trainer checkpoint) with its weights loaded:
+    an :class:`~torchwm.pretrain.ijepa.IJEPA` for image pretraining, else a world model. The saved encoder
+    spec, when present, rebuilds the encoder (a ``model.pretrained`` file need not exist any more)."""
+    weights = state["model"]
+    if cfg.dataset == "imagefolder":
+        from torchwm.pretrain.ijepa import build_ijepa
+
+        model = build_ijepa(cfg)
+    else:
+        from torchwm.nn.encoders import SpatialEncoder
+        from torchwm.world_model import build_world_model
+
+        encoder = SpatialEncoder.from_spec(state["encoder_spec"]) if "encoder_spec" in state else None
+        model = build_world_model(cfg, weights["action_low"], weights["action_high"], encoder=encoder)
+    model.load_state_dict(weights)
+    return model
 
 
 class _NumpyController:

@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from torchwm.io import atomic_write_text
+from torchwm.io import atomic_write_text, umask
 
 SHAPE_CLASSES: tuple[str, ...] = (
     "circle", "square", "triangle", "star", "cross", "ring", "hexagon", "crescent",
@@ -79,7 +79,7 @@ def make_shapes_dataset(
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
     try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700; give the root the usual permissions
+        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp creates 0700; give the root the usual permissions
         _write_images(tmp, params, progress, desc=f"shapes {root.name}")
         atomic_write_text(tmp / MANIFEST, json.dumps(params, indent=2) + "\n")
         if root.is_dir() and not any(root.iterdir()):
@@ -178,12 +178,6 @@ def _check_args(train_per_class: int, val_per_class: int, image_size: int, seed:
     return {"format": FORMAT, "version": VERSION, "train_per_class": int(train_per_class),
             "val_per_class": int(val_per_class), "image_size": int(image_size), "seed": int(seed),
             "classes": [c for c in SHAPE_CLASSES if c in classes]}
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

@@ -157,7 +157,8 @@ def run_episodes(make_env: Callable[[], Any], policy: GoalPolicy, seeds: Sequenc
                     success[i], first[i] = True, 0
             obs_arr, goal_arr = np.stack(obs), np.stack(goals)
             frames = [[_side_by_side(o, g)] for o, g in zip(obs_arr, goal_arr)] if record > len(videos) else None
-            dist_trace = [[closest[i]] for i in batch]
+            tracing = frames is not None and traces is not None  # traces go with the recorded episodes
+            dist_trace = [[closest[i]] for i in batch]  # the distance at reset
             cost_trace: list[list[float]] = [[] for _ in batch]
             policy.reset(obs_arr, goal_arr)
             for step in range(1, episode_steps + 1):
@@ -165,15 +166,15 @@ def run_episodes(make_env: Callable[[], Any], policy: GoalPolicy, seeds: Sequenc
                 actions = np.asarray(_to_numpy(policy.act(obs_arr)), dtype=np.float32)
                 act_seconds += time.perf_counter() - t0
                 act_calls += len(batch)
-                costs = policy.last_costs() if hasattr(policy, "last_costs") else None
-                for j in range(len(batch)):
-                    cost_trace[j].append(float(costs[j]) if costs is not None else float("nan"))
+                costs = policy.last_costs() if tracing and hasattr(policy, "last_costs") else None
                 for j, (env, i) in enumerate(zip(active, batch)):
                     o, _, _, _, info = env.step(actions[j])
                     obs_arr[j] = o
                     closest[i] = min(closest[i], info["distance"])
                     final[i] = info["distance"]
-                    dist_trace[j].append(info["distance"])
+                    if tracing:
+                        dist_trace[j].append(info["distance"])
+                        cost_trace[j].append(float(costs[j]) if costs is not None else float("nan"))
                     if info["success"] and not success[i]:
                         success[i], first[i] = True, step
                     if frames is not None:
@@ -181,7 +182,7 @@ def run_episodes(make_env: Callable[[], Any], policy: GoalPolicy, seeds: Sequenc
                 bar.update(len(batch))
             if frames is not None:
                 kept = frames[: record - len(videos)]
-                if traces is not None:
+                if tracing:
                     traces.extend({"distance": np.asarray(d), "cost": np.asarray(c)}
                                   for d, c in zip(dist_trace[: len(kept)], cost_trace[: len(kept)]))
                 videos.extend(np.stack(f) for f in kept)

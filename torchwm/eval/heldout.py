@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from torchwm.io import atomic_write_png
+
 
 class HeldOutEvaluator:
     """``evaluator(model, step) -> {name: float}`` for :class:`~torchwm.training.Trainer`'s ``evaluate``;
@@ -40,6 +42,11 @@ class HeldOutEvaluator:
                                               if heldout_eps else (None, None))
         self.train_targets = probe_targets(env_id, self.train_states)
         self.test_targets = probe_targets(env_id, self.test_states) if self.test_states is not None else None
+        # real frames for the views: held-out ones, or training ones without held-out episodes
+        held = self.test_frames is not None
+        self.bank_frames = self.test_frames if held else self.train_frames
+        self.bank_states = self.test_states if held else self.train_states
+        self._bank_z: tuple[int, torch.Tensor] | None = None  # (step, embeddings) of the last evaluation
 
     @torch.no_grad()
     def __call__(self, model, step: int) -> dict[str, float]:
@@ -53,7 +60,9 @@ class HeldOutEvaluator:
         z_train = embed_frames(model, self.train_frames, self.device)
         probe = LinearProbe().fit(z_train, self.train_targets)
         if self.test_frames is not None:
-            out["eval/probe_r2"] = probe.r2(embed_frames(model, self.test_frames, self.device), self.test_targets)
+            z_test = embed_frames(model, self.test_frames, self.device)
+            out["eval/probe_r2"] = probe.r2(z_test, self.test_targets)
+        self._bank_z = (step, z_test if self.test_frames is not None else z_train)  # reused by the views
         out["eval/probe_r2_train"] = probe.r2(z_train, self.train_targets)
         return out
 
@@ -66,11 +75,13 @@ class HeldOutEvaluator:
             yield frames, actions
 
     # ------------------------------------------------------------------------------- TensorBoard
-    def bank(self, model) -> tuple[torch.Tensor, torch.Tensor]:
-        """Real held-out (or, without held-out episodes, training) frames and their embeddings:
-        ``(frames uint8 (N, 3, H, W), z (N, D))``."""
-        frames = self.test_frames if self.test_frames is not None else self.train_frames
-        return torch.from_numpy(frames), embed_frames(model, frames, self.device)
+    def bank(self, model, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Real held-out (or, without held-out episodes, training) frames and their embeddings at ``step``:
+        ``(frames uint8 (N, 3, H, W), z (N, D))``. Embeddings computed by the evaluation of the same step
+        are reused."""
+        if self._bank_z is None or self._bank_z[0] != step:
+            self._bank_z = (step, embed_frames(model, self.bank_frames, self.device))
+        return torch.from_numpy(self.bank_frames), self._bank_z[1]
 
     @torch.no_grad()
     def figures(self, model, step: int, writer: Any, save_dir: str | Path | None = None) -> dict[str, Any]:
@@ -84,7 +95,7 @@ class HeldOutEvaluator:
         frames, actions = next(self._batches(self.windows[:: max(1, len(self.windows) // self.FIGURE_WINDOWS)]
                                              [: self.FIGURE_WINDOWS]))
         rollouts = latent_rollouts(model, frames, actions)
-        bank_frames, bank_z = self.bank(model)
+        bank_frames, bank_z = self.bank(model, step)
         views = {
             "rollouts/pca": pca_rollout_figure(rollouts, bank_z.numpy()),
             "rollouts/error_by_step": error_curve_figure(rollouts, train_horizon=getattr(model, "horizon", None)),
@@ -97,7 +108,7 @@ class HeldOutEvaluator:
                 else:
                     writer.add_figure(tag, view, step, close=False)
             if save_dir is not None:
-                _save_view(view, Path(save_dir) / f"{tag.split('/')[-1]}.png")
+                atomic_write_png(Path(save_dir) / f"{tag.split('/')[-1]}.png", view)
         _close_figures(views)
         return views
 
@@ -106,22 +117,8 @@ class HeldOutEvaluator:
         """``add_embedding`` of up to ``count`` held-out frame embeddings with thumbnails and state labels."""
         from torchwm.viz.projector import add_projector
 
-        frames = self.test_frames if self.test_frames is not None else self.train_frames
-        states = self.test_states if self.test_states is not None else self.train_states
-        frames, states = frames[:count], states[:count]
-        add_projector(writer, embed_frames(model, frames, self.device), frames, self.env_id, states, step)
-
-
-def _save_view(view: Any, path: Path) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    if isinstance(view, torch.Tensor):
-        Image.fromarray(view.permute(1, 2, 0).numpy()).save(tmp)
-    else:
-        view.savefig(tmp, dpi=110)
-    tmp.replace(path)
+        z = self.bank(model, step)[1][:count]
+        add_projector(writer, z, self.bank_frames[:count], self.env_id, self.bank_states[:count], step)
 
 
 def _close_figures(views: dict[str, Any]) -> None:

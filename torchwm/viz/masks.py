@@ -64,12 +64,10 @@ def save_mask_figure(images: torch.Tensor, masks: MaskBatch, path: str | Path, w
     """Draw :func:`mask_figure`, save it as PNG at ``path`` and, with a ``SummaryWriter``, log it as ``tag``."""
     import matplotlib.pyplot as plt
 
+    from torchwm.io import atomic_write_png
+
     fig = mask_figure(images, masks)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(path)
+    path = atomic_write_png(path, fig)
     if writer is not None:
         writer.add_figure(tag, fig, step, close=False)
     plt.close(fig)
