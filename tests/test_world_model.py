@@ -12,6 +12,7 @@ from torch import nn
 from torchwm.config import JEPAConfig
 from torchwm.ema import EMA, momentum_schedule
 from torchwm.eval import LinearProbe, prediction_errors, probe_targets
+from torchwm.eval.probes import has_joint_probe
 from torchwm.losses import covariance_loss, effective_rank, embedding_std, prediction_loss, variance_loss
 from torchwm.nn.encoders import SpatialEncoder
 from torchwm.nn.predictor import Predictor
@@ -465,15 +466,36 @@ def test_linear_probe_r2():
 def test_probe_targets():
     rng = np.random.default_rng(0)
     reacher_states = rng.normal(size=(7, 4))  # qpos (2 joint angles), qvel (2)
-    targets = probe_targets("dmc:reacher-easy", reacher_states)
-    assert targets.shape == (7, 4) and targets.dtype == np.float64
-    np.testing.assert_allclose(targets, np.concatenate([np.sin(reacher_states[:, :2]),
-                                                        np.cos(reacher_states[:, :2])], axis=1))
+    joints = probe_targets("dmc:reacher-easy", reacher_states, kind="joints")
+    assert joints.shape == (7, 4) and joints.dtype == np.float64
+    np.testing.assert_allclose(joints, np.concatenate([np.sin(reacher_states[:, :2]),
+                                                       np.cos(reacher_states[:, :2])], axis=1))
+    # positions: elbow then fingertip, by hand for a straight arm and for a right-angled one
+    bent = np.array([[0.0, 0.0, 5.0, 5.0], [np.pi / 2, np.pi / 2, 0.0, 0.0]])
+    np.testing.assert_allclose(probe_targets("dmc:reacher-easy", bent),
+                               [[0.12, 0.0, 0.24, 0.0], [0.0, 0.12, -0.12, 0.12]], atol=1e-12)
     pm_states = torch.from_numpy(rng.normal(size=(5, 4)))
     np.testing.assert_array_equal(probe_targets("dmc:point_mass-easy", pm_states), pm_states[:, :2].numpy())
     other = rng.normal(size=(3, 6))
     np.testing.assert_array_equal(probe_targets("dmc:cartpole-swingup", other), other[:, :3])
+    with pytest.raises(ValueError, match="probe kind must be one of .*'angles'"):
+        probe_targets("dmc:reacher-easy", reacher_states, kind="angles")
+    assert has_joint_probe("dmc:reacher-hard") and not has_joint_probe("dmc:point_mass-easy")
 
+
+def test_reacher_probe_positions_match_the_physics():
+    """The elbow and fingertip positions computed from the joint angles are where MuJoCo puts the bodies."""
+    from dm_control import suite
+
+    physics = suite.load("reacher", "easy", task_kwargs={"random": 0}).physics
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        qpos = np.array([rng.uniform(-np.pi, np.pi), rng.uniform(-2.7, 2.7)])
+        with physics.reset_context():
+            physics.data.qpos[:] = qpos
+        expected = np.concatenate([physics.named.data.xpos["hand", :2], physics.named.data.xpos["finger", :2]])
+        np.testing.assert_allclose(probe_targets("dmc:reacher-easy", np.r_[qpos, 0.0, 0.0][None])[0], expected,
+                                   atol=1e-9)
 
 
 def test_keypoint_head_shapes_and_coordinates():

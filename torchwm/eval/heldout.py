@@ -30,7 +30,7 @@ class HeldOutEvaluator:
 
     def __init__(self, env_id: str, store, train_set, heldout, history: int, device: torch.device,
                  seed: int = 0) -> None:
-        from torchwm.eval.probes import probe_targets
+        from torchwm.eval.probes import has_joint_probe, probe_targets
 
         self.env_id, self.history, self.device, self.heldout = env_id, history, device, heldout
         rng = np.random.default_rng(seed)
@@ -40,8 +40,11 @@ class HeldOutEvaluator:
         heldout_eps = heldout.episodes if heldout is not None else []
         self.test_frames, self.test_states = (sample_frames(store, heldout_eps, self.MAX_PROBE_FRAMES // 2, rng)
                                               if heldout_eps else (None, None))
-        self.train_targets = probe_targets(env_id, self.train_states)
-        self.test_targets = probe_targets(env_id, self.test_states) if self.test_states is not None else None
+        # metric name suffix → probe kind: body positions always; joint coordinates where they differ
+        self.probe_kinds = {"": "positions", **({"_joints": "joints"} if has_joint_probe(env_id) else {})}
+        self.train_targets = {k: probe_targets(env_id, self.train_states, kind) for k, kind in self.probe_kinds.items()}
+        self.test_targets = ({k: probe_targets(env_id, self.test_states, kind) for k, kind in self.probe_kinds.items()}
+                             if self.test_states is not None else None)
         # real frames for the views: held-out ones, or training ones without held-out episodes
         held = self.test_frames is not None
         self.bank_frames = self.test_frames if held else self.train_frames
@@ -58,12 +61,13 @@ class HeldOutEvaluator:
             errors = prediction_errors(model, self._batches(), self.history)
             out.update(errors.as_scalars("eval"))
         z_train = embed_frames(model, self.train_frames, self.device)
-        probe = LinearProbe().fit(z_train, self.train_targets)
-        if self.test_frames is not None:
-            z_test = embed_frames(model, self.test_frames, self.device)
-            out["eval/probe_r2"] = probe.r2(z_test, self.test_targets)
-        self._bank_z = (step, z_test if self.test_frames is not None else z_train)  # reused by the views
-        out["eval/probe_r2_train"] = probe.r2(z_train, self.train_targets)
+        z_test = embed_frames(model, self.test_frames, self.device) if self.test_frames is not None else None
+        for suffix in self.probe_kinds:
+            probe = LinearProbe().fit(z_train, self.train_targets[suffix])
+            if z_test is not None:
+                out[f"eval/probe_r2{suffix}"] = probe.r2(z_test, self.test_targets[suffix])
+            out[f"eval/probe_r2{suffix}_train"] = probe.r2(z_train, self.train_targets[suffix])
+        self._bank_z = (step, z_test if z_test is not None else z_train)  # reused by the views
         return out
 
     def _batches(self, indices: np.ndarray | None = None, size: int = 64):

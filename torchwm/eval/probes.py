@@ -6,21 +6,43 @@ import numpy as np
 import torch
 
 
-def probe_targets(env_id: str, states: np.ndarray | torch.Tensor) -> np.ndarray:
+# reacher.xml: the hand joint sits 0.12 m from the shoulder, the fingertip 0.12 m from the hand joint
+REACHER_LINKS = (0.12, 0.12)
+
+PROBE_KINDS = ("positions", "joints")
+
+
+def probe_targets(env_id: str, states: np.ndarray | torch.Tensor, kind: str = "positions") -> np.ndarray:
     """What a probe should read from a frame: ``(N, S)`` physics states → ``(N, F)`` float64 targets.
 
-    Positions only (velocity is not visible in one frame). reacher: sin and cos of both joint angles;
-    point_mass: the x, y position; other domains: the first half of the state (dm_control orders it
-    ``qpos, qvel``, so this is ``qpos`` for models without actuator state).
+    Positions only (velocity is not visible in one frame). ``kind="positions"`` gives where the bodies
+    are in the arena plane (metres): for reacher the (x, y) of the elbow and of the fingertip, computed
+    from the joint angles; for point_mass the (x, y) of the mass. ``kind="joints"`` gives the joint
+    coordinates: for reacher sin and cos of both joint angles (the wrist angle is relative to the upper
+    arm, so its sine is the sign of the bend: not a linear function of anything drawn in the frame).
+    Other domains, either kind: the first half of the state (dm_control orders it ``qpos, qvel``, so
+    this is ``qpos`` for models without actuator state).
     """
+    if kind not in PROBE_KINDS:
+        raise ValueError(f"probe kind must be one of {PROBE_KINDS}, not {kind!r}")
     states = np.asarray(states, dtype=np.float64)
     domain = env_id.split(":", 1)[-1].split("-", 1)[0]
     if domain == "reacher":
         angles = states[:, :2]
-        return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+        if kind == "joints":
+            return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+        shoulder, hand = angles[:, 0], angles[:, 0] + angles[:, 1]
+        elbow = REACHER_LINKS[0] * np.stack([np.cos(shoulder), np.sin(shoulder)], axis=1)
+        tip = elbow + REACHER_LINKS[1] * np.stack([np.cos(hand), np.sin(hand)], axis=1)
+        return np.concatenate([elbow, tip], axis=1)
     if domain == "point_mass":
         return states[:, :2]
     return states[:, : max(1, states.shape[1] // 2)]
+
+
+def has_joint_probe(env_id: str) -> bool:
+    """Whether ``probe_targets(env_id, ..., kind="joints")`` differs from the positions (reacher)."""
+    return env_id.split(":", 1)[-1].split("-", 1)[0] == "reacher"
 
 
 class LinearProbe:
