@@ -2,12 +2,18 @@
 
 Usage::
 
-    python benchmarks/latent_distance.py --run runs/point_mass
+    python benchmarks/latent_distance.py --run runs/point_mass [--run runs/other ...]
 
-Renders the mass at ``--positions`` random positions (at rest) around one seeded goal, embeds them
-with the run's encoder and prints the Spearman rank correlation between latent L2 distance to the
-goal's embedding and physical distance, plus the mean latent distance per physical-distance band.
-A planner can only follow the latent distance where it keeps growing with the physical one.
+Renders the mass at rest on a ``--grid`` x ``--grid`` lattice over the arena, embeds every frame
+with each run's encoder and treats the latent L2 distance to one grid point's embedding as a cost
+landscape over the arena (what a planner's L2 cost sees). Prints, per run:
+
+* Spearman rank correlation between latent and physical distance over random pairs of positions;
+* spurious minima: grid points, other than the goal, whose cost is lower than all 8 neighbours',
+  averaged over goals (a planner that follows the cost can stop in any of them);
+* descent reaches goal: from random (start, goal) pairs, repeatedly step to the cheapest point within
+  two grid cells (about what one planning horizon covers) until no step lowers the cost; the share
+  of pairs that stop within one cell of the goal.
 """
 
 from __future__ import annotations
@@ -17,49 +23,98 @@ import argparse
 import numpy as np
 import torch
 
+ARENA = 0.29  # point_mass: the mass's slide joints range over [-0.3, 0.3]; keep it off the walls
 
-def main() -> None:
+
+def grid_embeddings(agent, grid: int) -> np.ndarray:
+    """The run's frame embeddings of the mass at rest on a ``grid`` x ``grid`` lattice: ``(grid, grid, D)``
+    indexed ``[iy, ix]``."""
+    from torchwm import make_env
+
+    cfg = agent.cfg
+    env = make_env(cfg.env.id, image_size=cfg.image_size, action_repeat=cfg.env.action_repeat)
+    env.reset(seed=0)
+    base = np.zeros(env.unwrapped.state_dim)
+    coords = np.linspace(-ARENA, ARENA, grid)
+    frames = []
+    for y in coords:
+        for x in coords:
+            state = base.copy()
+            state[:2] = x, y
+            frames.append(env.unwrapped.render_state(state))
+    env.close()
+    with torch.no_grad():
+        z = agent.world_model.encode(torch.from_numpy(np.stack(frames)))
+    return z.numpy().reshape(grid, grid, -1)
+
+
+def spurious_minima(cost: np.ndarray, goal: tuple[int, int]) -> int:
+    """Grid points other than ``goal`` whose cost is strictly below all 8 neighbours'."""
+    n = cost.shape[0]
+    padded = np.pad(cost, 1, constant_values=np.inf)
+    neighbours = np.stack([padded[1 + dy:1 + dy + n, 1 + dx:1 + dx + n]
+                           for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])
+    minima = cost < neighbours.min(0)
+    minima[goal] = False
+    return int(minima.sum())
+
+
+def descend(cost: np.ndarray, start: tuple[int, int], reach: int = 2) -> tuple[int, int]:
+    """Greedy descent on ``cost``: move to the cheapest point within ``reach`` cells until none is cheaper."""
+    n = cost.shape[0]
+    y, x = start
+    while True:
+        y0, y1, x0, x1 = max(0, y - reach), min(n, y + reach + 1), max(0, x - reach), min(n, x + reach + 1)
+        window = cost[y0:y1, x0:x1]
+        iy, ix = np.unravel_index(np.argmin(window), window.shape)
+        if window[iy, ix] >= cost[y, x]:
+            return y, x
+        y, x = y0 + iy, x0 + ix
+
+
+def landscape(z: np.ndarray, pairs: int, rng: np.random.Generator) -> dict[str, float]:
     from scipy.stats import spearmanr
 
-    from torchwm import JEPAAgent, make_env
+    n = z.shape[0]
+    coords = np.linspace(-ARENA, ARENA, n)
+    positions = np.stack(np.meshgrid(coords, coords), -1).reshape(-1, 2)  # [iy * n + ix] -> (x, y)
+    flat = z.reshape(n * n, -1)
+    a, b = rng.integers(0, n * n, (2, 4000))
+    rho = spearmanr(np.linalg.norm(flat[a] - flat[b], axis=1), np.linalg.norm(positions[a] - positions[b], axis=1))
+    minima = [spurious_minima(np.linalg.norm(z - z[gy, gx], axis=-1), (gy, gx))
+              for gy in range(0, n, 2) for gx in range(0, n, 2)]
+    reached = 0
+    for _ in range(pairs):
+        sy, sx, gy, gx = rng.integers(0, n, 4)
+        y, x = descend(np.linalg.norm(z - z[gy, gx], axis=-1), (sy, sx))
+        reached += max(abs(y - gy), abs(x - gx)) <= 1
+    return {"spearman": float(rho.statistic), "minima": float(np.mean(minima)), "reached": reached / pairs}
+
+
+def main() -> None:
+    from torchwm import JEPAAgent
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default="runs/point_mass")
-    parser.add_argument("--positions", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--run", action="append", help="a point_mass run directory (repeat to compare)")
+    parser.add_argument("--grid", type=int, default=25, help="lattice points per side (default 25: 2.4 cm apart)")
+    parser.add_argument("--pairs", type=int, default=400, help="(start, goal) pairs for the descent")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    runs = args.run or ["runs/point_mass"]
 
-    agent = JEPAAgent.load(args.run)
-    cfg = agent.cfg
-    if not cfg.env.id.startswith("dmc:point_mass"):
-        raise SystemExit(f"error: this benchmark needs a point_mass run, {args.run} is {cfg.env.id}")
-    env = make_env(cfg.env.id, image_size=cfg.image_size, action_repeat=cfg.env.action_repeat)
-    _, info = env.reset(seed=args.seed)
-    goal_state = info["goal_state"]
-    rng = np.random.default_rng(0)
-    frames, positions = [], []
-    for _ in range(args.positions):
-        state = goal_state.copy()
-        state[:2] = rng.uniform(-0.29, 0.29, 2)
-        state[2:] = 0.0
-        frames.append(env.unwrapped.render_state(state))
-        positions.append(state[:2])
-    env.close()
-    model = agent.world_model
-    with torch.no_grad():
-        z = model.encode(torch.from_numpy(np.stack(frames)))
-        z_goal = model.encode(torch.from_numpy(info["goal_image"][None]))
-    latent = (z - z_goal).norm(dim=1).numpy()
-    physical = np.linalg.norm(np.stack(positions) - goal_state[:2], axis=1)
-    rho = spearmanr(latent, physical).statistic
-    print(f"{args.run}: Spearman(latent distance, physical distance) = {rho:.2f} over {args.positions} positions")
+    rows = []
+    for run in runs:
+        agent = JEPAAgent.load(run)
+        if not agent.cfg.env.id.startswith("dmc:point_mass"):
+            raise SystemExit(f"error: this benchmark needs point_mass runs, {run} is {agent.cfg.env.id}")
+        stats = landscape(grid_embeddings(agent, args.grid), args.pairs, np.random.default_rng(args.seed))
+        rows.append((run, agent.cfg.embed_dim, stats))
+    print(f"{args.grid}x{args.grid} positions, {args.pairs} descent pairs")
     print()
-    print("| physical distance (m) | positions | latent distance (mean ± std) |")
-    print("|---|---:|---:|")
-    for lo, hi in [(0, .02), (.02, .05), (.05, .1), (.1, .2), (.2, .4), (.4, .9)]:
-        sel = (physical >= lo) & (physical < hi)
-        if sel.any():
-            print(f"| {lo:.2f}-{hi:.2f} | {sel.sum()} | {latent[sel].mean():.2f} ± {latent[sel].std():.2f} |")
+    print("| run | embedding | Spearman(latent, physical) | spurious minima per goal | descent reaches goal |")
+    print("|---|---:|---:|---:|---:|")
+    for run, dim, s in rows:
+        print(f"| {run} | {dim} | {s['spearman']:.2f} | {s['minima']:.1f} | {100 * s['reached']:.0f}% |")
 
 
 if __name__ == "__main__":

@@ -488,7 +488,7 @@ def test_preset_loads_and_validates(path: Path) -> None:
 
 def test_preset_values() -> None:
     pm = JEPAConfig.load(CONFIG_DIR / "dmc_point_mass.yaml")
-    assert (pm.env.id, pm.image_size, pm.embed_dim, pm.env.action_repeat) == ("dmc:point_mass-easy", 64, 16, 4)
+    assert (pm.env.id, pm.image_size, pm.embed_dim, pm.env.action_repeat) == ("dmc:point_mass-easy", 64, 2, 4)
     assert (pm.predict_horizon, pm.learning_rate, pm.model.encoder, pm.model.conv_head, pm.data.policy) == (
         3, 1e-3, "conv", "keypoints", "noise")
     assert (pm.planning.samples, pm.planning.iterations, pm.planning.horizon) == (300, 10, 5)

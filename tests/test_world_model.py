@@ -515,3 +515,21 @@ def test_keypoint_head_shapes_and_coordinates():
     torch.testing.assert_close(xy, torch.tensor([[0.5, -0.5]]), atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="conv head"):
         SpatialEncoder.conv(32, 16, head="pool")
+
+
+def test_projector_pads_embeddings_narrower_than_three(tmp_path):
+    """TensorBoard's projector draws nothing below 3 dimensions: a 2-d embedding gets a zero third column."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from torchwm.viz.projector import add_projector
+
+    z = torch.tensor([[1.0, -2.0], [0.5, 3.0], [-1.5, 0.25]])
+    frames = np.zeros((3, 3, 8, 8), dtype=np.uint8)
+    states = np.array([[0.1, -0.2, 0.0, 0.0], [0.2, 0.1, 0.0, 0.0], [-0.1, 0.0, 0.0, 0.0]])
+    with SummaryWriter(tmp_path) as writer:
+        add_projector(writer, z, frames, "dmc:point_mass-easy", states, step=7)
+    rows = (tmp_path / "00007" / "heldout_frames" / "tensors.tsv").read_text().splitlines()
+    written = np.array([[float(v) for v in row.split("\t")] for row in rows])
+    np.testing.assert_allclose(written, np.c_[z.numpy(), np.zeros(3)])
+    metadata = (tmp_path / "00007" / "heldout_frames" / "metadata.tsv").read_text().splitlines()
+    assert len(metadata) == 4 and metadata[0].split("\t")[:2] == ["x", "y"]

@@ -37,12 +37,16 @@ def _binned(values: np.ndarray, edges: np.ndarray) -> list[str]:
     return [f"{edges[i]:+.2f}..{edges[i + 1]:+.2f}" for i in idx]
 
 
+PROJECTOR_MIN_DIM = 3
+
+
 def add_projector(writer: Any, embeddings: torch.Tensor, frames: np.ndarray | torch.Tensor, env_id: str,
                   states: np.ndarray, step: int = 0, tag: str = "heldout_frames", thumbnail: int = 32) -> None:
     """``writer.add_embedding`` of ``embeddings (N, D)`` with frame thumbnails and state labels.
 
     ``frames`` uint8 ``(N, 3, H, W)``; thumbnails are downscaled to ``thumbnail`` px (the projector's
-    sprite sheet must stay small).
+    sprite sheet must stay small). Embeddings narrower than 3 are padded with zero columns: the
+    projector's PCA view draws nothing (variance described: NaN) for fewer than 3 dimensions.
     """
     import torch.nn.functional as F
 
@@ -51,5 +55,8 @@ def add_projector(writer: Any, embeddings: torch.Tensor, frames: np.ndarray | to
         images = F.interpolate(images, size=(thumbnail, thumbnail), mode="bilinear", antialias=True,
                                align_corners=False)
     header, rows = state_labels(env_id, states)
-    writer.add_embedding(embeddings.float().cpu(), metadata=rows, metadata_header=header, label_img=images,
+    embeddings = embeddings.float().cpu()
+    if embeddings.shape[1] < PROJECTOR_MIN_DIM:
+        embeddings = F.pad(embeddings, (0, PROJECTOR_MIN_DIM - embeddings.shape[1]))
+    writer.add_embedding(embeddings, metadata=rows, metadata_header=header, label_img=images,
                          global_step=step, tag=tag)
