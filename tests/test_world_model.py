@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -533,3 +534,19 @@ def test_projector_pads_embeddings_narrower_than_three(tmp_path):
     np.testing.assert_allclose(written, np.c_[z.numpy(), np.zeros(3)])
     metadata = (tmp_path / "00007" / "heldout_frames" / "metadata.tsv").read_text().splitlines()
     assert len(metadata) == 4 and metadata[0].split("\t")[:2] == ["x", "y"]
+
+
+def test_copy_baseline_check_warns_once_after_a_streak():
+    from torchwm.eval.heldout import CopyBaselineCheck, StaticEmbeddingWarning
+
+    check = CopyBaselineCheck(threshold=0.98, patience=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check(100, 1.0)    # one evaluation at the baseline: not yet
+        check(200, 0.5)    # beats copying: the streak restarts
+        check(300, 0.99)
+    with pytest.warns(StaticEmbeddingWarning, match=r"step 400: held-out prediction error is 1\.01x"):
+        check(400, 1.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check(500, 1.0)    # warned once already

@@ -7,6 +7,7 @@ Fixed subsets (the same windows and frames every time) keep the curves comparabl
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,35 @@ import numpy as np
 import torch
 
 from torchwm.io import atomic_write_png
+
+
+class StaticEmbeddingWarning(UserWarning):
+    """Held-out prediction does not beat copying the last embedding: the encoder may hold nothing that moves."""
+
+
+class CopyBaselineCheck:
+    """Warns once (:class:`StaticEmbeddingWarning`) when the held-out step-1 prediction error has been at
+    least ``threshold`` times the copy-last baseline's at ``patience`` evaluations in a row.
+
+    The VICReg terms can be satisfied by content that differs between episodes but not within one
+    (a reacher target, a background): the collapse metrics then look healthy while the model has
+    learned nothing about motion. This ratio staying at 1 is the symptom.
+    """
+
+    def __init__(self, threshold: float = 0.98, patience: int = 2) -> None:
+        self.threshold, self.patience = threshold, patience
+        self.streak, self.warned = 0, False
+
+    def __call__(self, step: int, ratio: float) -> None:
+        self.streak = self.streak + 1 if ratio >= self.threshold else 0
+        if self.streak >= self.patience and not self.warned:
+            self.warned = True
+            warnings.warn(
+                f"step {step}: held-out prediction error is {ratio:.2f}x that of copying the last embedding "
+                f"({self.streak} evaluations in a row): training is too short, or the embedding holds only "
+                "what does not move within an episode. Check eval/probe_r2; on reacher, 8 dimensions did this and 128 did not "
+                "(docs/world_model.md, 'Choosing embed_dim').",
+                StaticEmbeddingWarning, stacklevel=2)
 
 
 class HeldOutEvaluator:
@@ -50,6 +80,7 @@ class HeldOutEvaluator:
         self.bank_frames = self.test_frames if held else self.train_frames
         self.bank_states = self.test_states if held else self.train_states
         self._bank_z: tuple[int, torch.Tensor] | None = None  # (step, embeddings) of the last evaluation
+        self.copy_check = CopyBaselineCheck()
 
     @torch.no_grad()
     def __call__(self, model, step: int) -> dict[str, float]:
@@ -60,6 +91,7 @@ class HeldOutEvaluator:
         if self.heldout is not None:
             errors = prediction_errors(model, self._batches(), self.history)
             out.update(errors.as_scalars("eval"))
+            self.copy_check(step, out["eval/pred_over_copy_step1"])
         z_train = embed_frames(model, self.train_frames, self.device)
         z_test = embed_frames(model, self.test_frames, self.device) if self.test_frames is not None else None
         for suffix in self.probe_kinds:
