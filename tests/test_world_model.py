@@ -13,7 +13,7 @@ from torch import nn
 from torchwm.config import JEPAConfig
 from torchwm.ema import EMA, momentum_schedule
 from torchwm.eval import LinearProbe, prediction_errors, probe_targets
-from torchwm.eval.probes import has_joint_probe
+from torchwm.eval.probes import probe_kinds
 from torchwm.losses import covariance_loss, effective_rank, embedding_std, prediction_loss, variance_loss
 from torchwm.nn.encoders import SpatialEncoder
 from torchwm.nn.predictor import Predictor
@@ -481,7 +481,8 @@ def test_probe_targets():
     np.testing.assert_array_equal(probe_targets("dmc:cartpole-swingup", other), other[:, :3])
     with pytest.raises(ValueError, match="probe kind must be one of .*'angles'"):
         probe_targets("dmc:reacher-easy", reacher_states, kind="angles")
-    assert has_joint_probe("dmc:reacher-hard") and not has_joint_probe("dmc:point_mass-easy")
+    assert probe_kinds("dmc:reacher-hard") == ("positions", "joints")
+    assert probe_kinds("dmc:point_mass-easy") == ("positions",)
 
 
 def test_reacher_probe_positions_match_the_physics():

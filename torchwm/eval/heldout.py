@@ -41,8 +41,8 @@ class CopyBaselineCheck:
             warnings.warn(
                 f"step {step}: held-out prediction error is {ratio:.2f}x that of copying the last embedding "
                 f"({self.streak} evaluations in a row): training is too short, or the embedding holds only "
-                "what does not move within an episode. Check eval/probe_r2; on reacher, 8 dimensions did this and 128 did not "
-                "(docs/world_model.md, 'Choosing embed_dim').",
+                "what does not move within an episode. Check eval/probe_r2; on reacher, 8 dimensions did "
+                "this and 128 did not (docs/world_model.md, 'Choosing embed_dim').",
                 StaticEmbeddingWarning, stacklevel=2)
 
 
@@ -60,7 +60,7 @@ class HeldOutEvaluator:
 
     def __init__(self, env_id: str, store, train_set, heldout, history: int, device: torch.device,
                  seed: int = 0) -> None:
-        from torchwm.eval.probes import has_joint_probe, probe_targets
+        from torchwm.eval.probes import probe_kinds, probe_targets
 
         self.env_id, self.history, self.device, self.heldout = env_id, history, device, heldout
         rng = np.random.default_rng(seed)
@@ -70,8 +70,8 @@ class HeldOutEvaluator:
         heldout_eps = heldout.episodes if heldout is not None else []
         self.test_frames, self.test_states = (sample_frames(store, heldout_eps, self.MAX_PROBE_FRAMES // 2, rng)
                                               if heldout_eps else (None, None))
-        # metric name suffix → probe kind: body positions always; joint coordinates where they differ
-        self.probe_kinds = {"": "positions", **({"_joints": "joints"} if has_joint_probe(env_id) else {})}
+        # metric name suffix → probe kind: eval/probe_r2 reads positions, eval/probe_r2_joints the joints
+        self.probe_kinds = {"" if kind == "positions" else f"_{kind}": kind for kind in probe_kinds(env_id)}
         self.train_targets = {k: probe_targets(env_id, self.train_states, kind) for k, kind in self.probe_kinds.items()}
         self.test_targets = ({k: probe_targets(env_id, self.test_states, kind) for k, kind in self.probe_kinds.items()}
                              if self.test_states is not None else None)

@@ -26,7 +26,7 @@ def probe_targets(env_id: str, states: np.ndarray | torch.Tensor, kind: str = "p
     if kind not in PROBE_KINDS:
         raise ValueError(f"probe kind must be one of {PROBE_KINDS}, not {kind!r}")
     states = np.asarray(states, dtype=np.float64)
-    domain = env_id.split(":", 1)[-1].split("-", 1)[0]
+    domain = _domain(env_id)
     if domain == "reacher":
         angles = states[:, :2]
         if kind == "joints":
@@ -40,9 +40,16 @@ def probe_targets(env_id: str, states: np.ndarray | torch.Tensor, kind: str = "p
     return states[:, : max(1, states.shape[1] // 2)]
 
 
-def has_joint_probe(env_id: str) -> bool:
-    """Whether ``probe_targets(env_id, ..., kind="joints")`` differs from the positions (reacher)."""
-    return env_id.split(":", 1)[-1].split("-", 1)[0] == "reacher"
+def probe_kinds(env_id: str) -> tuple[str, ...]:
+    """The probe kinds with distinct targets for ``env_id``: both for reacher; ``("positions",)`` elsewhere,
+    where the joint coordinates are the positions."""
+    return PROBE_KINDS if _domain(env_id) == "reacher" else PROBE_KINDS[:1]
+
+
+def _domain(env_id: str) -> str:
+    from torchwm.envs.registry import parse_env_id
+
+    return parse_env_id(env_id)[0]
 
 
 class LinearProbe:

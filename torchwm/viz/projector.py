@@ -15,7 +15,9 @@ def state_labels(env_id: str, states: np.ndarray, bins: int = 8) -> tuple[list[s
     ``bins`` equal-width bins over the arena; other domains: the first two state values in quantile bins.
     """
     states = np.asarray(states, dtype=np.float64)
-    domain = env_id.split(":", 1)[-1].split("-", 1)[0]
+    from torchwm.envs.registry import parse_env_id
+
+    domain = parse_env_id(env_id)[0]
     if domain == "reacher":
         width = 360 // bins
         degrees = np.degrees(np.mod(states[:, :2], 2 * np.pi)).astype(int) // width * width
