@@ -1,12 +1,13 @@
-"""Does distance in the embedding follow distance in the world? (point_mass)
+"""Does distance in the embedding follow distance in the world? (point_mass, reacher)
 
 Usage::
 
     python benchmarks/latent_distance.py --run runs/point_mass [--run runs/other ...]
 
-Renders the mass at rest on a ``--grid`` x ``--grid`` lattice over the arena, embeds every frame
-with each run's encoder and treats the latent L2 distance to one grid point's embedding as a cost
-landscape over the arena (what a planner's L2 cost sees). Prints, per run:
+Renders the body at rest on a ``--grid`` x ``--grid`` lattice over its two degrees of freedom
+(point_mass: the mass's x and y over the arena; reacher: the shoulder and wrist angles), embeds every
+frame with each run's encoder and treats the latent L2 distance to one grid point's embedding as a
+cost landscape (what a planner's L2 cost sees). Prints, per run:
 
 * Spearman rank correlation between latent and physical distance over random pairs of positions;
 * spurious minima: grid points, other than the goal, whose cost is lower than all 8 neighbours',
@@ -23,22 +24,32 @@ import argparse
 import numpy as np
 import torch
 
-ARENA = 0.29  # point_mass: the mass's slide joints range over [-0.3, 0.3]; keep it off the walls
+# The two state coordinates the lattice spans, (x axis, y axis), as (low, high); x is state[0], y state[1].
+LATTICES = {
+    "point_mass": ((-0.29, 0.29), (-0.29, 0.29)),  # slide joints range over [-0.3, 0.3]; keep off the walls
+    "reacher": ((-np.pi, np.pi), (-2.7, 2.7)),  # shoulder (any angle), wrist (limited to +-160 degrees)
+}
+
+
+def lattice(domain: str, grid: int) -> tuple[np.ndarray, np.ndarray]:
+    (x0, x1), (y0, y1) = LATTICES[domain]
+    return np.linspace(x0, x1, grid), np.linspace(y0, y1, grid)
 
 
 def grid_embeddings(agent, grid: int) -> np.ndarray:
-    """The run's frame embeddings of the mass at rest on a ``grid`` x ``grid`` lattice: ``(grid, grid, D)``
+    """The run's frame embeddings of the body at rest on a ``grid`` x ``grid`` lattice: ``(grid, grid, D)``
     indexed ``[iy, ix]``."""
     from torchwm import make_env
+    from torchwm.envs.registry import parse_env_id
 
     cfg = agent.cfg
     env = make_env(cfg.env.id, image_size=cfg.image_size, action_repeat=cfg.env.action_repeat)
     env.reset(seed=0)
     base = np.zeros(env.unwrapped.state_dim)
-    coords = np.linspace(-ARENA, ARENA, grid)
+    xs, ys = lattice(parse_env_id(cfg.env.id)[0], grid)
     frames = []
-    for y in coords:
-        for x in coords:
+    for y in ys:
+        for x in xs:
             state = base.copy()
             state[:2] = x, y
             frames.append(env.unwrapped.render_state(state))
@@ -72,15 +83,17 @@ def descend(cost: np.ndarray, start: tuple[int, int], reach: int = 2) -> tuple[i
         y, x = y0 + iy, x0 + ix
 
 
-def landscape(z: np.ndarray, pairs: int, rng: np.random.Generator) -> dict[str, float]:
+def landscape(z: np.ndarray, pairs: int, rng: np.random.Generator, domain: str = "point_mass") -> dict[str, float]:
     from scipy.stats import spearmanr
 
     n = z.shape[0]
-    coords = np.linspace(-ARENA, ARENA, n)
-    positions = np.stack(np.meshgrid(coords, coords), -1).reshape(-1, 2)  # [iy * n + ix] -> (x, y)
+    positions = np.stack(np.meshgrid(*lattice(domain, n)), -1).reshape(-1, 2)  # [iy * n + ix] -> (x, y)
     flat = z.reshape(n * n, -1)
     a, b = rng.integers(0, n * n, (2, 4000))
-    rho = spearmanr(np.linalg.norm(flat[a] - flat[b], axis=1), np.linalg.norm(positions[a] - positions[b], axis=1))
+    delta = positions[a] - positions[b]
+    if domain == "reacher":  # the shoulder angle wraps around
+        delta[:, 0] = (delta[:, 0] + np.pi) % (2 * np.pi) - np.pi
+    rho = spearmanr(np.linalg.norm(flat[a] - flat[b], axis=1), np.linalg.norm(delta, axis=1))
     minima = [spurious_minima(np.linalg.norm(z - z[gy, gx], axis=-1), (gy, gx))
               for gy in range(0, n, 2) for gx in range(0, n, 2)]
     reached = 0
@@ -95,19 +108,23 @@ def main() -> None:
     from torchwm import JEPAAgent
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", action="append", help="a point_mass run directory (repeat to compare)")
-    parser.add_argument("--grid", type=int, default=25, help="lattice points per side (default 25: 2.4 cm apart)")
+    parser.add_argument("--run", action="append", help="a point_mass or reacher run directory (repeat to compare)")
+    parser.add_argument("--grid", type=int, default=25,
+                        help="lattice points per side (default 25: 2.4 cm apart on point_mass, 0.26 rad on reacher)")
     parser.add_argument("--pairs", type=int, default=400, help="(start, goal) pairs for the descent")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     runs = args.run or ["runs/point_mass"]
 
+    from torchwm.envs.registry import parse_env_id
+
     rows = []
     for run in runs:
         agent = JEPAAgent.load(run)
-        if not agent.cfg.env.id.startswith("dmc:point_mass"):
-            raise SystemExit(f"error: this benchmark needs point_mass runs, {run} is {agent.cfg.env.id}")
-        stats = landscape(grid_embeddings(agent, args.grid), args.pairs, np.random.default_rng(args.seed))
+        domain = parse_env_id(agent.cfg.env.id)[0]
+        if domain not in LATTICES:
+            raise SystemExit(f"error: this benchmark knows {', '.join(LATTICES)} runs; {run} is {agent.cfg.env.id}")
+        stats = landscape(grid_embeddings(agent, args.grid), args.pairs, np.random.default_rng(args.seed), domain)
         rows.append((run, agent.cfg.embed_dim, stats))
     print(f"{args.grid}x{args.grid} positions, {args.pairs} descent pairs")
     print()

@@ -470,7 +470,7 @@ def test_load_config(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------- presets
 
-EXPECTED_PRESETS = {"dmc_point_mass.yaml", "dmc_reacher.yaml", "ijepa_tiny.yaml", "ijepa_small.yaml",
+EXPECTED_PRESETS = {"dmc_point_mass.yaml", "dmc_reacher.yaml", "dmc_reacher_planning.yaml", "ijepa_tiny.yaml", "ijepa_small.yaml",
                     "ijepa_base.yaml"}
 
 
@@ -496,6 +496,11 @@ def test_preset_values() -> None:
     assert reacher.env.id == "dmc:reacher-easy" and reacher.env.goal_steps == 25
     assert (reacher.env.action_repeat, reacher.model.conv_head, reacher.planning.episode_steps) == (4, "flatten", 50)
     assert reacher.logging.run_dir == "runs/reacher"
+    planning = JEPAConfig.load(CONFIG_DIR / "dmc_reacher_planning.yaml")
+    assert (planning.env, planning.data) == (reacher.env, reacher.data), "same env and data (one collection)"
+    assert (planning.embed_dim, planning.model.conv_head, planning.train.vicreg_within_sequence) == (4, "keypoints", True)
+    assert (planning.planning.horizon, planning.planning.cost_steps) == (3, "all")
+    assert planning.logging.run_dir == "runs/reacher_planning"
     for name, dim, heads, size, patch in [("tiny", 192, 3, 64, 8), ("small", 384, 6, 96, 8),
                                           ("base", 768, 12, 224, 16)]:
         cfg = JEPAConfig.load(CONFIG_DIR / f"ijepa_{name}.yaml")

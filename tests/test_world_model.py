@@ -251,6 +251,26 @@ def test_loss_rejects_mismatched_lengths():
         model.loss(random_frames(2, 4), random_actions(2, 3))  # 4 frames need 4 - 2 = 2 actions
 
 
+def test_vicreg_within_sequence_sees_only_what_changes():
+    model = tiny_world_model(history=2, horizon=2, var_weight=0.7, cov_weight=0.05, vicreg_within_sequence=True)
+    frames, actions = random_frames(4, 5), random_actions(4, 3)
+    out = model.loss(frames, actions)
+    with torch.no_grad():
+        z = model.encode(frames)
+        dev = (z - z.mean(dim=1, keepdim=True)).reshape(20, EMBED)
+    torch.testing.assert_close(out.terms["variance"], variance_loss(dev))
+    torch.testing.assert_close(out.terms["covariance"], covariance_loss(dev))
+    torch.testing.assert_close(out.embeddings, z.reshape(20, EMBED))  # the collapse metrics still see the frames
+
+    # sequences of one repeated frame each: different between sequences, so the usual terms are met in
+    # part; constant within each, so the within-sequence terms see no variance at all
+    still = random_frames(8, 1).expand(8, 5, 3, IMG, IMG)
+    across = tiny_world_model(history=2, horizon=2).loss(still, random_actions(8, 3)).terms["variance"]
+    within = model.loss(still, random_actions(8, 3)).terms["variance"]
+    torch.testing.assert_close(within, torch.tensor(1.0 - 1e-2), atol=1e-3, rtol=0)  # relu(1 - sqrt(0 + 1e-4))
+    assert float(across) < float(within) - 0.05
+
+
 def test_build_world_model_from_config():
     cfg = JEPAConfig(image_size=32, patch_size=8, embed_dim=32, num_layers=1, num_heads=2, predict_horizon=3)
     cfg.model.temporal_hidden, cfg.model.predictor_hidden, cfg.model.history = 16, 32, 2
@@ -259,12 +279,15 @@ def test_build_world_model_from_config():
     assert model.encoder.kind == "vit" and model.embed_dim == 32 and model.action_dim == 2
     assert (model.history, model.horizon, model.var_weight, model.cov_weight) == (2, 3, 0.5, 0.1)
     assert model.target_encoder is None and model.temporal.context_dim == 16 + 32
+    assert not model.vicreg_within_sequence
     torch.testing.assert_close(model.normalise_actions(torch.tensor([[-2.0, 1.0]])), torch.tensor([[-1.0, 1.0]]))
     out = model.loss(random_frames(2, 5, size=32), random_actions(2, 3))
     assert torch.isfinite(out.total) and "prediction_step3" in out.terms
 
     cfg.model.encoder, cfg.model.conv_width, cfg.train.ema, cfg.train.ema_momentum = "conv", 4, True, 0.95
+    cfg.train.vicreg_within_sequence = True
     model = build_world_model(cfg, [-1.0], [1.0])
+    assert model.vicreg_within_sequence
     assert model.encoder.kind == "conv" and model.encoder.spec["width"] == 4
     assert model.target_encoder is not None and model.ema_momentum == 0.95 and model.action_dim == 1
 

@@ -138,6 +138,10 @@ class TrainConfig:
     """weight of the VICReg variance (std hinge) term (>= 0; 0 = off)"""
     cov_weight: float = _opt(0.04, min=0.0)
     """weight of the VICReg covariance term (>= 0; 0 = off)"""
+    vicreg_within_sequence: bool = False
+    """apply the VICReg terms to each frame's deviation from its training sequence's mean embedding: only
+    what changes within an episode then counts, so content constant within one (a task marker, the
+    background) cannot meet the variance term (see docs/world_model.md)"""
     ema: bool = False
     """predict the embeddings of an EMA target encoder instead of stop-gradient online embeddings"""
     ema_momentum: float = _opt(0.99, min=0.0, lt=1.0)

@@ -47,15 +47,19 @@ class WorldModel(nn.Module):
     Actions are rescaled from ``[action_low, action_high]`` to [-1, 1] inside the model. With
     ``ema_momentum`` set, prediction targets come from an EMA copy of the encoder (momentum raised to 1
     by a cosine schedule, see :meth:`after_step`); otherwise from the online encoder with stop-gradient.
+    With ``vicreg_within_sequence``, the VICReg terms see each frame's deviation from its sequence's mean
+    embedding, so content that is constant within an episode cannot meet them.
     """
 
     def __init__(self, encoder: SpatialEncoder, temporal: TemporalEncoder, predictor: Predictor,
                  action_low: torch.Tensor, action_high: torch.Tensor, history: int, horizon: int,
-                 var_weight: float = 1.0, cov_weight: float = 0.04, ema_momentum: float | None = None) -> None:
+                 var_weight: float = 1.0, cov_weight: float = 0.04, ema_momentum: float | None = None,
+                 vicreg_within_sequence: bool = False) -> None:
         super().__init__()
         self.encoder, self.temporal, self.predictor = encoder, temporal, predictor
         self.history, self.horizon = int(history), int(horizon)
         self.var_weight, self.cov_weight = float(var_weight), float(cov_weight)
+        self.vicreg_within_sequence = bool(vicreg_within_sequence)
         self.ema_momentum = ema_momentum
         self.target_encoder = EMA(encoder) if ema_momentum is not None else None
         low = torch.as_tensor(action_low, dtype=torch.float32).flatten()
@@ -145,8 +149,10 @@ class WorldModel(nn.Module):
         preds = self.rollout(self.context(z_hist), acts)  # (B * anchors, horizon, D)
         pred, per_step = prediction_loss(preds, tgt)
         flat = z.reshape(b * length, -1)
-        var = variance_loss(flat) if self.var_weight > 0 else flat.new_zeros(())
-        cov = covariance_loss(flat) if self.cov_weight > 0 else flat.new_zeros(())
+        # VICReg on the frames, or on their deviations from their sequence's mean (what moves within an episode)
+        reg = (z - z.mean(dim=1, keepdim=True)).reshape(b * length, -1) if self.vicreg_within_sequence else flat
+        var = variance_loss(reg) if self.var_weight > 0 else flat.new_zeros(())
+        cov = covariance_loss(reg) if self.cov_weight > 0 else flat.new_zeros(())
         total = pred + self.var_weight * var + self.cov_weight * cov
         terms = {"total": total, "prediction": pred, "variance": var, "covariance": cov}
         terms = {k: v.detach() for k, v in terms.items()}
@@ -187,7 +193,8 @@ def build_world_model(cfg: Any, action_low: Any, action_high: Any, encoder: Spat
     t = cfg.train
     return WorldModel(encoder, temporal, predictor, low, action_high, m.history, cfg.predict_horizon,
                       var_weight=t.var_weight, cov_weight=t.cov_weight,
-                      ema_momentum=t.ema_momentum if t.ema else None)
+                      ema_momentum=t.ema_momentum if t.ema else None,
+                      vicreg_within_sequence=t.vicreg_within_sequence)
 
 
 def pretrained_encoder(path: str, image_size: int) -> SpatialEncoder:
