@@ -1,4 +1,4 @@
-"""Train a JEPA world model on reacher and reach goal images zero-shot (about 30 minutes on 2 CPU cores).
+"""Train a JEPA world model on reacher and reach goal images zero-shot (about 20 minutes on 2 CPU cores).
 
     python examples/reacher_zero_shot.py                  # the full preset
     python examples/reacher_zero_shot.py --steps 500      # a quick look (the planner will be weak)
@@ -13,7 +13,7 @@ parser.add_argument("--steps", type=int, default=None, help="training steps (def
 parser.add_argument("--episodes", type=int, default=20, help="goal-reaching episodes to evaluate")
 args = parser.parse_args()
 
-cfg = JEPAConfig.load("configs/dmc_reacher.yaml")
+cfg = JEPAConfig.load("configs/dmc_reacher_planning.yaml")  # the reacher preset shaped for planning
 cfg.logging.run_dir = "runs/example_reacher"
 if args.steps:
     cfg.train.steps = args.steps
