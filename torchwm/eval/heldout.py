@@ -41,8 +41,8 @@ class CopyBaselineCheck:
             warnings.warn(
                 f"step {step}: held-out prediction error is {ratio:.2f}x that of copying the last embedding "
                 f"({self.streak} evaluations in a row): training is too short, or the embedding holds only "
-                "what does not move within an episode. Check eval/probe_r2; on reacher, 8 dimensions did "
-                "this and 128 did not (docs/world_model.md, 'Choosing embed_dim').",
+                "what does not move within an episode. Check eval/probe_r2; for the second, set "
+                "train.vicreg_within_sequence=true or widen embed_dim (docs/world_model.md, 'Choosing embed_dim').",
                 StaticEmbeddingWarning, stacklevel=2)
 
 
