@@ -15,6 +15,9 @@ cost landscape (what a planner's L2 cost sees). Prints, per run:
 * descent reaches goal: from random (start, goal) pairs, repeatedly step to the cheapest point within
   two grid cells (about what one planning horizon covers) until no step lowers the cost; the share
   of pairs that stop within one cell of the goal.
+
+The physical distance wraps around for a periodic coordinate (reacher's shoulder); the minima and the
+descent treat the lattice's edges as walls.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ LATTICES = {
     "point_mass": ((-0.29, 0.29), (-0.29, 0.29)),  # slide joints range over [-0.3, 0.3]; keep off the walls
     "reacher": ((-np.pi, np.pi), (-2.7, 2.7)),  # shoulder (any angle), wrist (limited to +-160 degrees)
 }
+PERIODIC_X = {"reacher"}  # domains whose x coordinate is an angle that wraps around
 
 
 def lattice(domain: str, grid: int) -> tuple[np.ndarray, np.ndarray]:
@@ -36,17 +40,16 @@ def lattice(domain: str, grid: int) -> tuple[np.ndarray, np.ndarray]:
     return np.linspace(x0, x1, grid), np.linspace(y0, y1, grid)
 
 
-def grid_embeddings(agent, grid: int) -> np.ndarray:
+def grid_embeddings(agent, domain: str, grid: int) -> np.ndarray:
     """The run's frame embeddings of the body at rest on a ``grid`` x ``grid`` lattice: ``(grid, grid, D)``
     indexed ``[iy, ix]``."""
     from torchwm import make_env
-    from torchwm.envs.registry import parse_env_id
 
     cfg = agent.cfg
     env = make_env(cfg.env.id, image_size=cfg.image_size, action_repeat=cfg.env.action_repeat)
     env.reset(seed=0)
     base = np.zeros(env.unwrapped.state_dim)
-    xs, ys = lattice(parse_env_id(cfg.env.id)[0], grid)
+    xs, ys = lattice(domain, grid)
     frames = []
     for y in ys:
         for x in xs:
@@ -83,7 +86,7 @@ def descend(cost: np.ndarray, start: tuple[int, int], reach: int = 2) -> tuple[i
         y, x = y0 + iy, x0 + ix
 
 
-def landscape(z: np.ndarray, pairs: int, rng: np.random.Generator, domain: str = "point_mass") -> dict[str, float]:
+def landscape(z: np.ndarray, domain: str, pairs: int, rng: np.random.Generator) -> dict[str, float]:
     from scipy.stats import spearmanr
 
     n = z.shape[0]
@@ -91,7 +94,7 @@ def landscape(z: np.ndarray, pairs: int, rng: np.random.Generator, domain: str =
     flat = z.reshape(n * n, -1)
     a, b = rng.integers(0, n * n, (2, 4000))
     delta = positions[a] - positions[b]
-    if domain == "reacher":  # the shoulder angle wraps around
+    if domain in PERIODIC_X:
         delta[:, 0] = (delta[:, 0] + np.pi) % (2 * np.pi) - np.pi
     rho = spearmanr(np.linalg.norm(flat[a] - flat[b], axis=1), np.linalg.norm(delta, axis=1))
     minima = [spurious_minima(np.linalg.norm(z - z[gy, gx], axis=-1), (gy, gx))
@@ -124,7 +127,8 @@ def main() -> None:
         domain = parse_env_id(agent.cfg.env.id)[0]
         if domain not in LATTICES:
             raise SystemExit(f"error: this benchmark knows {', '.join(LATTICES)} runs; {run} is {agent.cfg.env.id}")
-        stats = landscape(grid_embeddings(agent, args.grid), args.pairs, np.random.default_rng(args.seed), domain)
+        stats = landscape(grid_embeddings(agent, domain, args.grid), domain, args.pairs,
+                          np.random.default_rng(args.seed))
         rows.append((run, agent.cfg.embed_dim, stats))
     print(f"{args.grid}x{args.grid} positions, {args.pairs} descent pairs")
     print()
