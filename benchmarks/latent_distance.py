@@ -14,7 +14,9 @@ cost landscape (what a planner's L2 cost sees). Prints, per run:
   averaged over goals (a planner that follows the cost can stop in any of them);
 * descent reaches goal: from random (start, goal) pairs, repeatedly step to the cheapest point within
   two grid cells (about what one planning horizon covers) until no step lowers the cost; the share
-  of pairs that stop within one cell of the goal.
+  of pairs that stop within one cell of the goal;
+* y / x sensitivity: mean latent change per unit along the lattice's y axis over that along its x axis
+  (reacher: wrist over shoulder). Far below 1, the cost hardly sees y, and a planner stops with y wrong.
 
 The physical distance wraps around for a periodic coordinate (reacher's shoulder); the minima and the
 descent treat the lattice's edges as walls.
@@ -99,12 +101,16 @@ def landscape(z: np.ndarray, domain: str, pairs: int, rng: np.random.Generator) 
     rho = spearmanr(np.linalg.norm(flat[a] - flat[b], axis=1), np.linalg.norm(delta, axis=1))
     minima = [spurious_minima(np.linalg.norm(z - z[gy, gx], axis=-1), (gy, gx))
               for gy in range(0, n, 2) for gx in range(0, n, 2)]
+    step_x, step_y = (np.diff(axis)[0] for axis in lattice(domain, n))
+    sensitivity_x = np.linalg.norm(np.diff(z, axis=1), axis=-1).mean() / step_x
+    sensitivity_y = np.linalg.norm(np.diff(z, axis=0), axis=-1).mean() / step_y
     reached = 0
     for _ in range(pairs):
         sy, sx, gy, gx = rng.integers(0, n, 4)
         y, x = descend(np.linalg.norm(z - z[gy, gx], axis=-1), (sy, sx))
         reached += max(abs(y - gy), abs(x - gx)) <= 1
-    return {"spearman": float(rho.statistic), "minima": float(np.mean(minima)), "reached": reached / pairs}
+    return {"spearman": float(rho.statistic), "minima": float(np.mean(minima)), "reached": reached / pairs,
+            "y_over_x": float(sensitivity_y / sensitivity_x)}
 
 
 def main() -> None:
@@ -132,10 +138,12 @@ def main() -> None:
         rows.append((run, agent.cfg.embed_dim, stats))
     print(f"{args.grid}x{args.grid} positions, {args.pairs} descent pairs")
     print()
-    print("| run | embedding | Spearman(latent, physical) | spurious minima per goal | descent reaches goal |")
-    print("|---|---:|---:|---:|---:|")
+    print("| run | embedding | Spearman(latent, physical) | spurious minima per goal | descent reaches goal "
+          "| y / x sensitivity |")
+    print("|---|---:|---:|---:|---:|---:|")
     for run, dim, s in rows:
-        print(f"| {run} | {dim} | {s['spearman']:.2f} | {s['minima']:.1f} | {100 * s['reached']:.0f}% |")
+        print(f"| {run} | {dim} | {s['spearman']:.2f} | {s['minima']:.1f} | {100 * s['reached']:.0f}% "
+              f"| {s['y_over_x']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -499,7 +499,8 @@ def test_preset_values() -> None:
     planning = JEPAConfig.load(CONFIG_DIR / "dmc_reacher_planning.yaml")
     assert (planning.env, planning.data) == (reacher.env, reacher.data), "same env and data (one collection)"
     assert (planning.embed_dim, planning.model.conv_head, planning.train.vicreg_within_sequence) == (4, "keypoints", True)
-    assert (planning.planning.horizon, planning.planning.cost_steps) == (3, "all")
+    assert planning.train.cov_weight == 4.0  # the wrist counts in the latent distance (docs/world_model.md)
+    assert (planning.planning.horizon, planning.planning.cost_steps) == (5, "min")
     assert planning.logging.run_dir == "runs/reacher_planning"
     for name, dim, heads, size, patch in [("tiny", 192, 3, 64, 8), ("small", 384, 6, 96, 8),
                                           ("base", 768, 12, 224, 16)]:

@@ -59,6 +59,8 @@ PRED = torch.tensor([[[1.0, 0.0], [3.0, 4.0]], [[0.0, 1.0], [1.0, 1.0]]])  # (N=
     ("l2", "all", [[0.0, 0.0]], [(1 + 2 * 5) / 3, (1 + 2 * math.sqrt(2)) / 3]),  # weights 1, 2
     ("l1", "final", [[3.0, 4.0], [1.0, 0.0]], [0.0, 1.0]),  # one goal per row
     ("cosine", "all", [[1.0, 0.0]], [(0 + 2 * 0.4) / 3, (1 + 2 * (1 - 1 / math.sqrt(2))) / 3]),
+    ("l2", "min", [[0.0, 0.0]], [1.0, 1.0]),  # the closer step: the first in both rows
+    ("l1", "min", [[3.0, 4.0], [0.0, 2.0]], [0.0, 1.0]),  # row 0: its second step; row 1: its first
 ])
 def test_latent_cost_hand_computed(metric, steps, goal, expected):
     cost = latent_cost(PRED, torch.tensor(goal), metric, steps)
@@ -84,6 +86,7 @@ def test_latent_cost_custom_weights_are_normalised():
     (lambda: latent_cost(PRED, torch.zeros(1, 2), steps="some"), "steps"),
     (lambda: latent_cost(PRED, torch.zeros(1, 2), "l2", "all", weights=torch.ones(3)), "weights"),
     (lambda: latent_cost(PRED, torch.zeros(1, 2), "l2", "final", weights=torch.ones(2)), "weights"),
+    (lambda: latent_cost(PRED, torch.zeros(1, 2), "l2", "min", weights=torch.ones(2)), "weights"),
     (lambda: make_planner("gd"), "planner"), (lambda: shift_plan(torch.zeros(1, 3, 2), -1), "k"),
     (lambda: MPCController(LinearToy(), CEM(horizon=3), execute_steps=4), "execute_steps"),
     (lambda: MPCController(LinearToy(), CEM(), history=0), "history"),
@@ -216,6 +219,21 @@ def test_mpc_episode_drives_the_toy_environment_to_the_goal(name, execute_steps)
     assert all(ms > 0 for ms in controller.plan_ms) and controller.plan_costs[-1].shape == (3,)
     assert controller.plan_costs[-1].max() < 0.1
 
+
+
+def test_mpc_with_the_closest_step_cost_reaches_every_goal():
+    """cost_steps="min" scores a plan by its closest predicted step: MPC still drives each episode to its goal."""
+    model = LinearToy()
+    controller = MPCController(model, CEM(samples=100, elites=10, iterations=6, horizon=4, cost_steps="min"))
+    state = torch.tensor([[0.0, 0.0], [0.8, -0.5], [-0.4, 0.6]])
+    goal = torch.tensor([[1.0, 0.5], [0.0, 0.0], [-1.0, -0.2]])
+    controller.reset(model.render(state), model.render(goal))
+    closest = (state - goal).norm(dim=-1)
+    assert (closest > 0.9).all()
+    for _ in range(24):
+        state = model.step(state, controller.act(model.render(state)))
+        closest = torch.minimum(closest, (state - goal).norm(dim=-1))
+    assert (closest < 0.05).all()
 
 def test_mpc_history_pads_with_the_first_frame_and_slides():
     model = LinearToy(history=3)

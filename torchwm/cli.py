@@ -77,7 +77,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
             agent.cfg = agent.cfg.override(args.overrides).validate(check_paths=False)
         except ValueError as err:
             raise SystemExit(f"error: invalid override:\n{err}") from None
-    result = agent.evaluate(episodes=args.episodes)
+    result = agent.evaluate(episodes=args.episodes, seed=args.seed)
     print(result.table())
     print(f"results: {run / 'eval' / 'goal_reaching.json'}; videos: {run / 'eval' / 'videos'}")
 
@@ -209,6 +209,9 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("plan", help=cmd_plan.__doc__.splitlines()[0], description=cmd_plan.__doc__)
     p.add_argument("--run", required=True, help="run directory written by `torchwm train` or `torchwm demo`")
     p.add_argument("--episodes", type=int, default=None, help="episodes (default: planning.eval_episodes)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the episodes' starts and goals (default: the run's seed); another seed gives "
+                        "fresh episodes, e.g. to check planner settings chosen on the default ones")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="planning.FIELD=VALUE",
                    help="override a config field for this evaluation (e.g. planning.samples=100)")
     p.set_defaults(func=cmd_plan)

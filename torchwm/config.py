@@ -174,8 +174,10 @@ class PlanningConfig:
     """MPPI softmax temperature over costs (> 0)"""
     cost: str = _opt("l2", choices=("l2", "l1", "cosine"))
     """distance between predicted and goal embeddings: "l2", "l1" or "cosine" (1 - cosine similarity)."""
-    cost_steps: str = _opt("final", choices=("final", "all"))
-    """embeddings compared to the goal: "final" (last predicted step) or "all" (weighted mean over the horizon, later steps weighted more)"""
+    cost_steps: str = _opt("final", choices=("final", "all", "min"))
+    """embeddings compared to the goal: "final" (last predicted step), "all" (weighted mean over the horizon,
+    later steps weighted more) or "min" (the closest predicted step: reach the goal at some step, as a
+    success "at any step" asks, without holding it)"""
     execute_steps: int = _opt(1, min=1)
     """planned actions executed before replanning (>= 1 and <= horizon)"""
     episode_steps: int = _opt(50, min=1)

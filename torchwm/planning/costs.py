@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 METRICS = ("cosine", "l1", "l2")
-STEPS = ("all", "final")
+STEPS = ("all", "final", "min")
 
 
 def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -35,7 +35,8 @@ def latent_cost(pred: torch.Tensor, goal: torch.Tensor, metric: str = "l2", step
         metric: ``"l2"`` (Euclidean norm, not squared), ``"l1"`` (sum of absolute differences) or
             ``"cosine"`` (1 - cosine similarity).
         steps: ``"final"`` scores the last predicted step only; ``"all"`` is a weighted mean over the
-            T steps.
+            T steps; ``"min"`` is the closest of the T steps (reach the goal at some step of the
+            horizon, not necessarily stay there).
         weights: ``(T,)`` non-negative step weights for ``steps="all"`` (normalised to sum to 1);
             default ``1, 2, .., T`` so later steps count more.
 
@@ -47,10 +48,12 @@ def latent_cost(pred: torch.Tensor, goal: torch.Tensor, metric: str = "l2", step
     if pred.dim() != 3 or goal.dim() != 2 or goal.shape[-1] != pred.shape[-1] or goal.shape[0] not in (1, len(pred)):
         raise ValueError(f"pred must be (N, T, D) and goal (N or 1, D), got {tuple(pred.shape)}, {tuple(goal.shape)}")
     goal = goal[:, None]  # (N or 1, 1, D)
+    if steps != "all" and weights is not None:
+        raise ValueError(f"weights only apply to steps='all', not steps={steps!r}")
     if steps == "final":
-        if weights is not None:
-            raise ValueError("weights only apply to steps='all', not steps='final'")
         return _distance(pred[:, -1:], goal, metric)[:, 0]
+    if steps == "min":
+        return _distance(pred, goal, metric).min(dim=1).values
     t = pred.shape[1]
     if weights is None:
         weights = torch.arange(1, t + 1, device=pred.device, dtype=pred.dtype)
