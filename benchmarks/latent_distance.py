@@ -92,7 +92,8 @@ def landscape(z: np.ndarray, domain: str, pairs: int, rng: np.random.Generator) 
     from scipy.stats import spearmanr
 
     n = z.shape[0]
-    positions = np.stack(np.meshgrid(*lattice(domain, n)), -1).reshape(-1, 2)  # [iy * n + ix] -> (x, y)
+    xs, ys = lattice(domain, n)
+    positions = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)  # [iy * n + ix] -> (x, y)
     flat = z.reshape(n * n, -1)
     a, b = rng.integers(0, n * n, (2, 4000))
     delta = positions[a] - positions[b]
@@ -101,9 +102,8 @@ def landscape(z: np.ndarray, domain: str, pairs: int, rng: np.random.Generator) 
     rho = spearmanr(np.linalg.norm(flat[a] - flat[b], axis=1), np.linalg.norm(delta, axis=1))
     minima = [spurious_minima(np.linalg.norm(z - z[gy, gx], axis=-1), (gy, gx))
               for gy in range(0, n, 2) for gx in range(0, n, 2)]
-    step_x, step_y = (np.diff(axis)[0] for axis in lattice(domain, n))
-    sensitivity_x = np.linalg.norm(np.diff(z, axis=1), axis=-1).mean() / step_x
-    sensitivity_y = np.linalg.norm(np.diff(z, axis=0), axis=-1).mean() / step_y
+    sensitivity_x = np.linalg.norm(np.diff(z, axis=1), axis=-1).mean() / (xs[1] - xs[0])
+    sensitivity_y = np.linalg.norm(np.diff(z, axis=0), axis=-1).mean() / (ys[1] - ys[0])
     reached = 0
     for _ in range(pairs):
         sy, sx, gy, gx = rng.integers(0, n, 4)

@@ -220,7 +220,6 @@ def test_mpc_episode_drives_the_toy_environment_to_the_goal(name, execute_steps)
     assert controller.plan_costs[-1].max() < 0.1
 
 
-
 def test_mpc_with_the_closest_step_cost_reaches_every_goal():
     """cost_steps="min" scores a plan by its closest predicted step: MPC still drives each episode to its goal."""
     model = LinearToy()
@@ -234,6 +233,7 @@ def test_mpc_with_the_closest_step_cost_reaches_every_goal():
         state = model.step(state, controller.act(model.render(state)))
         closest = torch.minimum(closest, (state - goal).norm(dim=-1))
     assert (closest < 0.05).all()
+
 
 def test_mpc_history_pads_with_the_first_frame_and_slides():
     model = LinearToy(history=3)
@@ -281,3 +281,15 @@ def test_plans_on_the_real_world_model(world_model, name):
     controller.reset(frames[:, 0], frames[:, -1])
     actions = [controller.act(frames[:, t]) for t in range(3)]
     assert all(a.shape == (2, 2) for a in actions) and len(controller.plan_ms) == 2
+
+
+def test_config_choices_match_what_the_planners_accept():
+    """config.py stays torch-free, so it spells the planning choices out; they must be the planners' own."""
+    import dataclasses
+
+    from torchwm.config import PlanningConfig
+    from torchwm.planning import PLANNERS
+    from torchwm.planning.costs import METRICS, STEPS
+
+    choices = {f.name: set(f.metadata["choices"]) for f in dataclasses.fields(PlanningConfig) if "choices" in f.metadata}
+    assert choices == {"planner": set(PLANNERS), "cost": set(METRICS), "cost_steps": set(STEPS)}
