@@ -26,7 +26,7 @@ DEFAULT_ENVS = ["dmc:point_mass-easy", "dmc:reacher-easy"]
 _CHILD = '''
 import json, os, resource, sys, tempfile, time
 
-from torchwm.data import collect
+from torchwm.data import CollectSpec, collect
 
 
 def main(env_id: str, episodes: int, steps: int, workers: int, image_size: int) -> None:
@@ -34,8 +34,8 @@ def main(env_id: str, episodes: int, steps: int, workers: int, image_size: int) 
         me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu0 = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
         start = time.perf_counter()
-        store = collect(env_id, os.path.join(tmp, "store"), episodes=episodes, steps=steps, workers=workers,
-                        image_size=image_size, progress=False)
+        store = collect(CollectSpec(env_id, steps=steps, image_size=image_size), os.path.join(tmp, "store"),
+                        episodes=episodes, workers=workers, progress=False)
         wall = time.perf_counter() - start
         size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(tmp) for f in files)
         frames = store.num_frames

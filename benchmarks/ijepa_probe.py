@@ -15,7 +15,6 @@ import torch
 from torchwm import JEPAAgent
 from torchwm.data.images import eval_transform, open_image_folder
 from torchwm.eval.classification import probe_encoder
-from torchwm.pretrain.ijepa import build_ijepa
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     for seed in args.seeds:
         torch.manual_seed(seed)
         start = time.perf_counter()
-        r = probe_encoder(build_ijepa(cfg).backbone, train, val, k=k)
+        r = probe_encoder(agent.build_model().backbone, train, val, k=k)
         rows.append((f"random init (seed {seed})", r, time.perf_counter() - start))
     start = time.perf_counter()
     rows.append((f"I-JEPA, {agent.metrics.get('steps', '?')} steps", probe_encoder(agent.ijepa.backbone, train, val, k=k),

@@ -18,8 +18,9 @@ cost landscape (what a planner's L2 cost sees). Prints, per run:
 * y / x sensitivity: mean latent change per unit along the lattice's y axis over that along its x axis
   (reacher: wrist over shoulder). Far below 1, the cost hardly sees y, and a planner stops with y wrong.
 
-The physical distance wraps around for a periodic coordinate (reacher's shoulder); the minima and the
-descent treat the lattice's edges as walls.
+The lattice spans the domain's first two position coordinates over their ranges, and the physical
+distance wraps around for a periodic one (reacher's shoulder), as the domain's spec says
+(``torchwm.envs.domains``); the minima and the descent treat the lattice's edges as walls.
 """
 
 from __future__ import annotations
@@ -29,20 +30,13 @@ import argparse
 import numpy as np
 import torch
 
-# The two state coordinates the lattice spans, (x axis, y axis), as (low, high); x is state[0], y state[1].
-LATTICES = {
-    "point_mass": ((-0.29, 0.29), (-0.29, 0.29)),  # slide joints range over [-0.3, 0.3]; keep off the walls
-    "reacher": ((-np.pi, np.pi), (-2.7, 2.7)),  # shoulder (any angle), wrist (limited to +-160 degrees)
-}
-PERIODIC_X = {"reacher"}  # domains whose x coordinate is an angle that wraps around
+def lattice(spec, grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """``grid`` values along each of the domain's two position coordinates (x = state[0], y = state[1])."""
+    x, y = spec.coordinates[:2]
+    return np.linspace(x.low, x.high, grid), np.linspace(y.low, y.high, grid)
 
 
-def lattice(domain: str, grid: int) -> tuple[np.ndarray, np.ndarray]:
-    (x0, x1), (y0, y1) = LATTICES[domain]
-    return np.linspace(x0, x1, grid), np.linspace(y0, y1, grid)
-
-
-def grid_embeddings(agent, domain: str, grid: int) -> np.ndarray:
+def grid_embeddings(agent, spec, grid: int) -> np.ndarray:
     """The run's frame embeddings of the body at rest on a ``grid`` x ``grid`` lattice: ``(grid, grid, D)``
     indexed ``[iy, ix]``."""
     from torchwm import make_env
@@ -51,7 +45,7 @@ def grid_embeddings(agent, domain: str, grid: int) -> np.ndarray:
     env = make_env(cfg.env.id, image_size=cfg.image_size, action_repeat=cfg.env.action_repeat)
     env.reset(seed=0)
     base = np.zeros(env.unwrapped.state_dim)
-    xs, ys = lattice(domain, grid)
+    xs, ys = lattice(spec, grid)
     frames = []
     for y in ys:
         for x in xs:
@@ -88,17 +82,18 @@ def descend(cost: np.ndarray, start: tuple[int, int], reach: int = 2) -> tuple[i
         y, x = y0 + iy, x0 + ix
 
 
-def landscape(z: np.ndarray, domain: str, pairs: int, rng: np.random.Generator) -> dict[str, float]:
+def landscape(z: np.ndarray, spec, pairs: int, rng: np.random.Generator) -> dict[str, float]:
     from scipy.stats import spearmanr
 
     n = z.shape[0]
-    xs, ys = lattice(domain, n)
+    xs, ys = lattice(spec, n)
     positions = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)  # [iy * n + ix] -> (x, y)
     flat = z.reshape(n * n, -1)
     a, b = rng.integers(0, n * n, (2, 4000))
     delta = positions[a] - positions[b]
-    if domain in PERIODIC_X:
-        delta[:, 0] = (delta[:, 0] + np.pi) % (2 * np.pi) - np.pi
+    for axis, coordinate in enumerate(spec.coordinates[:2]):
+        if coordinate.periodic:
+            delta[:, axis] = (delta[:, axis] + np.pi) % (2 * np.pi) - np.pi
     rho = spearmanr(np.linalg.norm(flat[a] - flat[b], axis=1), np.linalg.norm(delta, axis=1))
     minima = [spurious_minima(np.linalg.norm(z - z[gy, gx], axis=-1), (gy, gx))
               for gy in range(0, n, 2) for gx in range(0, n, 2)]
@@ -125,15 +120,16 @@ def main() -> None:
     args = parser.parse_args()
     runs = args.run or ["runs/point_mass"]
 
-    from torchwm.envs.registry import parse_env_id
+    from torchwm.envs import env_domain
 
     rows = []
     for run in runs:
         agent = JEPAAgent.load(run)
-        domain = parse_env_id(agent.cfg.env.id)[0]
-        if domain not in LATTICES:
-            raise SystemExit(f"error: this benchmark knows {', '.join(LATTICES)} runs; {run} is {agent.cfg.env.id}")
-        stats = landscape(grid_embeddings(agent, domain, args.grid), domain, args.pairs,
+        spec = env_domain(agent.cfg.env.id)
+        if len(spec.coordinates) != 2:
+            raise SystemExit(f"error: this benchmark spans two position coordinates; {run} is {agent.cfg.env.id}, "
+                             f"whose domain spec lists {len(spec.coordinates)}")
+        stats = landscape(grid_embeddings(agent, spec, args.grid), spec, args.pairs,
                           np.random.default_rng(args.seed))
         rows.append((run, agent.cfg.embed_dim, stats))
     print(f"{args.grid}x{args.grid} positions, {args.pairs} descent pairs")

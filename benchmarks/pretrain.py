@@ -16,8 +16,8 @@ import time
 
 import torch
 
+from torchwm import JEPAAgent
 from torchwm.config import JEPAConfig
-from torchwm.pretrain.ijepa import build_ijepa, mask_sampler_for
 from torchwm.training import make_optimizer
 
 # (embed_dim, heads) of the standard ViT sizes; 12 blocks each
@@ -33,9 +33,10 @@ def measure(model_name: str, image_size: int, batch_size: int, steps: int, warmu
     dim, heads = MODELS[model_name]
     cfg = JEPAConfig(dataset="imagefolder", image_size=image_size, patch_size=patch_size_for(image_size),
                      embed_dim=dim, num_layers=12, num_heads=heads, batch_size=batch_size)
+    agent = JEPAAgent(cfg, check_paths=False)
     torch.manual_seed(0)
-    model = build_ijepa(cfg)
-    masks = mask_sampler_for(cfg, model.encoder.grid_size)
+    model = agent.build_model()
+    masks = agent.mask_sampler(model.encoder.grid_size)
     optimizer = make_optimizer(model, 1e-4, 0.04)
     images = torch.rand(batch_size, 3, image_size, image_size)
     elapsed = 0.0

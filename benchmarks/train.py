@@ -19,9 +19,7 @@ import os
 import platform
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 
 _CHILD = r'''
 import json, resource, sys, tempfile, time
@@ -39,17 +37,15 @@ with tempfile.TemporaryDirectory(prefix="torchwm-bench-") as tmp:
     start = time.perf_counter()
     metrics = agent.train()
     wall = time.perf_counter() - start
-from torchwm.training import read_metrics  # noqa: E402
 print(json.dumps(dict(fps=metrics["train/frames_per_s"], wall_s=wall, steps=steps,
-                      batch=cfg.batch_size, frames_per_step=cfg.batch_size * (cfg.train.sequence_length or cfg.model.history + cfg.predict_horizon),
+                      batch=cfg.batch_size, frames_per_step=cfg.batch_size * agent.sequence_length,
                       encoder=cfg.model.encoder, threads=torch.get_num_threads(),
                       rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
 '''
 
 
 def run_one(preset: str, steps: int) -> dict:
-    path = ROOT / "configs" / f"{preset}.yaml"
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(path), str(steps)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", _CHILD, preset, str(steps)], capture_output=True, text=True,
                           env={**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")})
     if proc.returncode != 0:
         raise SystemExit(f"{preset} failed:\n{proc.stderr[-3000:]}")

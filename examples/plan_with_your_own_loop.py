@@ -10,18 +10,18 @@ import sys
 
 import torch
 
-from torchwm import JEPAAgent, make_env
+from torchwm import JEPAAgent
 
 run_dir = sys.argv[1] if len(sys.argv) > 1 else "runs/point_mass"
 agent = JEPAAgent.load(run_dir)
 cfg = agent.cfg
-env = make_env(cfg.env.id, image_size=cfg.image_size, action_repeat=cfg.env.action_repeat, seed=123)
+env = agent.make_env()  # the run's env: same task, image size, camera, action repeat and goal protocol
 controller = agent.controller()
 
-obs, info = env.reset()
+obs, info = env.reset(seed=123)
 controller.reset(torch.from_numpy(obs[None]), torch.from_numpy(info["goal_image"][None]))
 for step in range(cfg.planning.episode_steps):
-    action = controller.act(torch.from_numpy(obs[None]))[0].numpy()
+    action = controller.act(torch.from_numpy(obs[None]))[0].cpu().numpy()
     obs, _, terminated, truncated, info = env.step(action)
     if step % 10 == 0 or info["success"]:
         print(f"step {step:3d}  distance {info['distance']:.3f}  predicted cost {float(controller.result.cost[0]):.3f}")

@@ -13,7 +13,7 @@ parser.add_argument("--steps", type=int, default=None, help="training steps (def
 parser.add_argument("--episodes", type=int, default=20, help="goal-reaching episodes to evaluate")
 args = parser.parse_args()
 
-cfg = JEPAConfig.load("configs/dmc_reacher_planning.yaml")  # the reacher preset shaped for planning
+cfg = JEPAConfig.load("dmc_reacher_planning")  # the reacher preset shaped for planning
 cfg.logging.run_dir = "runs/example_reacher"
 if args.steps:
     cfg.train.steps = args.steps

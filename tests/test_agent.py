@@ -203,7 +203,7 @@ def test_training_logs_rollout_views_projector_and_hparams(trained):
     folder = next(p for p in run.iterdir() if p.is_dir() and (p / "heldout_frames" / "tensors.tsv").exists())
     tensors = (folder / "heldout_frames" / "tensors.tsv").read_text().splitlines()
     meta = (folder / "heldout_frames" / "metadata.tsv").read_text().splitlines()
-    assert meta[0].split("\t") == ["x", "y"] and len(meta) == len(tensors) + 1
+    assert meta[0].split("\t") == ["root_x", "root_y"] and len(meta) == len(tensors) + 1
     assert len(tensors[0].split("\t")) == agent.cfg.embed_dim
     assert (folder / "heldout_frames" / "sprite.png").exists()
     # hyperparameters with the final metrics, and the same as a text table
@@ -236,10 +236,60 @@ def test_visualize_cli_makes_rollout_figures_of_a_saved_run(trained, capsys):
     for png in figures.glob("*.png"):
         png.unlink()
     main(["visualize", "--run", str(agent.run_dir)])
-    assert "rollout figures" in capsys.readouterr().out
+    assert "figures: error_by_step.png, imagined.png, pca.png" in capsys.readouterr().out
     from PIL import Image
 
     names = sorted(p.name for p in figures.glob("*.png"))
     assert names == ["error_by_step.png", "imagined.png", "pca.png"]
     with Image.open(figures / "pca.png") as img:
         assert img.size[0] > 300 and np.asarray(img.convert("L")).std() > 5  # a drawn figure, not blank
+
+
+# ------------------------------------------------------------------------------------- one agent per job
+def test_jepa_agent_returns_the_agent_of_the_configs_job(tmp_path):
+    from torchwm.agents import ImagePretrainingAgent, WorldModelAgent
+
+    world = JEPAAgent(_tiny_config(tmp_path))
+    assert type(world) is WorldModelAgent and isinstance(world, JEPAAgent) and world.job == "world_model"
+    image_cfg = JEPAConfig().override(["dataset=imagefolder", "image_size=32", "patch_size=8"])
+    image = JEPAAgent(image_cfg, check_paths=False)
+    assert type(image) is ImagePretrainingAgent and image.pretrains and not world.pretrains
+    assert type(JEPAAgent()) is WorldModelAgent  # the default config trains a world model
+    with pytest.raises(ValueError, match="WorldModelAgent does the 'world_model' job; this config asks for "
+                                         "'image_pretraining'"):
+        WorldModelAgent(image_cfg, check_paths=False)
+    with pytest.raises(ValueError, match="dataset='videos': unknown dataset"):
+        JEPAAgent(JEPAConfig(dataset="videos"))
+
+
+def test_load_returns_the_agent_of_the_saved_job(trained):
+    from torchwm.agents import WorldModelAgent
+
+    agent, _, _ = trained
+    loaded = JEPAAgent.load(agent.run_dir)
+    assert type(loaded) is WorldModelAgent and loaded.trained_steps == 6
+    assert loaded.world_model is loaded.model and not loaded.model.training
+
+
+def test_cli_lists_presets_and_names_what_is_wrong(trained, tmp_path, capsys):
+    from torchwm.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert "dmc_point_mass, dmc_reacher, dmc_reacher_planning, ijepa_base" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit, match="no_such_preset.*presets: dmc_point_mass"):
+        main(["train", "--config", "no_such_preset"])
+    with pytest.raises(SystemExit, match="collect needs a world-model config"):
+        main(["collect", "--config", "ijepa_tiny", "--set", f"root_path={tmp_path}", "--set", "image_folder=."])
+    image_run = tmp_path / "image_run"
+    image = JEPAAgent(JEPAConfig().override([
+        "dataset=imagefolder", "image_size=16", "patch_size=8", "embed_dim=16", "num_layers=1", "num_heads=2",
+        "pretrain.predictor_dim=8", "pretrain.predictor_depth=1", "pretrain.predictor_heads=2", "pretrain.min_keep=1",
+        f"logging.run_dir={image_run}"]), check_paths=False)
+    image.model = image.build_model()
+    image.save()
+    image.cfg.save(image.run.config)
+    with pytest.raises(SystemExit, match="image_run is an image-pretraining run; plan needs a world-model run"):
+        main(["plan", "--run", str(image_run)])
+    with pytest.raises(SystemExit, match="cannot load the run"):
+        main(["visualize", "--run", str(tmp_path / "nothing")])

@@ -1,4 +1,4 @@
-"""Tests for torchwm.config: validation, YAML round trips, overrides and the presets in configs/."""
+"""Tests for torchwm.config: validation, YAML round trips, overrides and the presets shipped in the package."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from torchwm.config import JEPAConfig, load_config
+from torchwm.config import JEPAConfig, load_config, preset_names
 from torchwm.envs.registry import env_ids
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "torchwm" / "config" / "presets"
 PRESETS = sorted(CONFIG_DIR.glob("*.yaml"))
 
 
@@ -53,29 +53,22 @@ def test_defaults_are_valid() -> None:
 
 
 def test_every_field_is_documented() -> None:
-    import ast
+    from torchwm.config import sections
+    from torchwm.configdoc import field_docs
 
-    import torchwm.config as config_module
-
-    tree = ast.parse(Path(config_module.__file__).read_text())
-    classes = {"JEPAConfig", "EnvConfig", "DataConfig", "ModelConfig", "PlanningConfig", "LoggingConfig"}
-    seen = set()
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name in classes:
-            seen.add(node.name)
-            body = node.body
-            for stmt, nxt in zip(body, body[1:] + [None]):
-                if isinstance(stmt, ast.AnnAssign):
-                    doc = nxt.value.value if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) else None
-                    assert isinstance(doc, str) and doc.strip(), f"{node.name}.{stmt.target.id} has no doc line"
-    assert seen == classes
+    classes = [JEPAConfig] + [getattr(sections, name) for name in sections.__all__]
+    assert len(classes) == 8
+    for cls in classes:
+        docs = field_docs(cls)
+        missing = [f.name for f in dataclasses.fields(cls) if not docs.get(f.name, "").strip()]
+        assert not missing, f"{cls.__name__} fields without a doc line: {missing}"
 
 
 # ----------------------------------------------------------------------------- invalid values
 
 POSITIVE_INTS = [
     "image_size", "patch_size", "embed_dim", "num_layers", "num_heads", "batch_size", "epochs",
-    "predict_horizon", "env.action_repeat", "env.goal_steps", "data.episodes", "data.steps",
+    "predict_horizon", "env.goal_steps", "data.episodes", "data.steps",
     "data.workers", "model.history", "planning.samples", "planning.elites", "planning.iterations",
     "planning.horizon", "planning.execute_steps", "planning.episode_steps", "planning.eval_episodes",
     "logging.log_every", "model.conv_width", "model.temporal_hidden", "model.predictor_hidden",
@@ -91,7 +84,7 @@ def test_non_positive_sizes_rejected(path: str, value: int) -> None:
 
 
 @pytest.mark.parametrize("path,value", [
-    ("data.loader_workers", -1), ("env.camera", -2), ("seed", -1), ("train.steps", -1),
+    ("data.loader_workers", -1), ("env.camera", -2), ("env.action_repeat", -1), ("seed", -1), ("train.steps", -1),
     ("train.warmup_steps", -5), ("train.weight_decay", -0.1), ("train.grad_clip", -1.0),
     ("train.var_weight", -1.0), ("train.cov_weight", -0.5), ("train.min_lr_ratio", 1.5),
     ("train.ema_momentum", 1.0),
@@ -321,7 +314,7 @@ def test_saved_yaml_is_plain_and_ordered(tmp_path: Path) -> None:
     JEPAConfig().save(tmp_path / "c.yaml")
     data = yaml.safe_load((tmp_path / "c.yaml").read_text())
     assert list(data) == [f.name for f in dataclasses.fields(JEPAConfig)]
-    assert data["env"] == {"id": "dmc:reacher-easy", "action_repeat": 1, "camera": -1, "goal_steps": 25}
+    assert data["env"] == {"id": "dmc:reacher-easy", "action_repeat": 0, "camera": -1, "goal_steps": 25}
 
 
 def test_save_overwrites_atomically(tmp_path: Path) -> None:
@@ -476,6 +469,23 @@ EXPECTED_PRESETS = {"dmc_point_mass.yaml", "dmc_reacher.yaml", "dmc_reacher_plan
 
 def test_expected_presets_exist() -> None:
     assert EXPECTED_PRESETS <= {p.name for p in PRESETS}
+    assert preset_names() == sorted(p.stem for p in PRESETS)
+
+
+def test_presets_load_by_name_from_any_directory(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    by_name = JEPAConfig.load("dmc_reacher")
+    assert by_name == JEPAConfig.load(CONFIG_DIR / "dmc_reacher.yaml") == JEPAConfig.load("dmc_reacher.yaml")
+    assert load_config("dmc_point_mass", ["train.steps=5"]).train.steps == 5
+    # a file of that name in the working directory wins over the preset
+    JEPAConfig().override(["epochs=3"]).save(tmp_path / "dmc_reacher")
+    assert JEPAConfig.load("dmc_reacher").epochs == 3
+    with pytest.raises(FileNotFoundError, match="no_such_preset.*presets: dmc_point_mass, dmc_reacher"):
+        JEPAConfig.load("no_such_preset")
+    with pytest.raises(FileNotFoundError, match="not a preset"):
+        JEPAConfig.load("configs/dmc_reacher.yaml")  # a path is never looked up among the presets
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        JEPAConfig.load(tmp_path)
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from torchwm.data import (StoreError, StoreMeta, TrajectoryStore, TrajectoryWindows, Window, collect,
+from torchwm.data import (CollectSpec, StoreError, StoreMeta, TrajectoryStore, TrajectoryWindows, Window, collect,
                           ensure_collected, split_episodes)
 from torchwm.data.store import FORMAT_VERSION
 
@@ -197,11 +197,11 @@ def stores(tmp_path_factory):
     """Small real collections shared by the tests below (collection is the slow part)."""
     root = tmp_path_factory.mktemp("stores")
     return {
-        "pm": collect(PM, root / "pm", episodes=3, steps=15, seed=3, image_size=SIZE, progress=False),
-        "reacher": collect(REACHER, root / "reacher", episodes=2, steps=15, seed=3, image_size=SIZE,
+        "pm": collect(CollectSpec(PM, steps=15, seed=3, image_size=SIZE), root / "pm", 3, progress=False),
+        "reacher": collect(CollectSpec(REACHER, steps=15, seed=3, image_size=SIZE), root / "reacher", 2,
                            progress=False),
-        "pm_noise": collect(PM, root / "pm_noise", episodes=2, steps=40, policy="noise", seed=3,
-                            image_size=SIZE, progress=False),
+        "pm_noise": collect(CollectSpec(PM, steps=40, policy="noise", seed=3, image_size=SIZE), root / "pm_noise", 2,
+                            progress=False),
     }
 
 
@@ -246,7 +246,7 @@ def test_noise_policy_is_temporally_correlated(stores):
 
 
 def test_two_workers_give_identical_episodes(stores, tmp_path):
-    parallel = collect(PM, tmp_path / "pm2", episodes=3, steps=15, seed=3, image_size=SIZE, workers=2,
+    parallel = collect(CollectSpec(PM, steps=15, seed=3, image_size=SIZE), tmp_path / "pm2", episodes=3, workers=2,
                        progress=False)
     serial = stores["pm"]
     assert parallel.indices == serial.indices == [0, 1, 2]
@@ -260,20 +260,21 @@ def test_two_workers_give_identical_episodes(stores, tmp_path):
 def test_append_and_ensure_collected(stores, tmp_path):
     path = tmp_path / "pm"
     shutil.copytree(stores["pm"].path, path)
-    kwargs = dict(steps=15, seed=3, image_size=SIZE, progress=False)
+    spec = CollectSpec(PM, steps=15, seed=3, image_size=SIZE)
+    assert spec.action_repeat == 4, "action_repeat=0 is resolved to the domain's default on construction"
     before = snapshot(path)
 
-    store = collect(PM, path, episodes=1, **kwargs)
+    store = collect(spec, path, episodes=1, progress=False)
     assert store.indices == [0, 1, 2, 3]
     after = snapshot(path)
     assert {k: v for k, v in after.items() if k in before} == before, "old episodes must be untouched"
 
     # Reuse: nothing is collected when enough episodes exist.
-    again = ensure_collected(PM, path, episodes=4, **kwargs)
+    again = ensure_collected(spec, path, episodes=4, progress=False)
     assert again.indices == [0, 1, 2, 3] and snapshot(path) == after
     # Top-up: only the missing indices are collected, and they equal a fresh collection's.
     shutil.rmtree(path / "episodes" / "ep_000001")
-    topped = ensure_collected(PM, path, episodes=6, **kwargs)
+    topped = ensure_collected(spec, path, episodes=6, progress=False)
     assert topped.indices == [0, 1, 2, 3, 4, 5]
     final = snapshot(path)
     assert {k: final[k] for k in after if "ep_000001" not in k} == {k: v for k, v in after.items()
@@ -282,27 +283,39 @@ def test_append_and_ensure_collected(stores, tmp_path):
 
     # Settings that change the data are refused, naming the field.
     with pytest.raises(StoreError, match=r"image_size: stored 16, requested 24"):
-        collect(PM, path, episodes=1, steps=15, seed=3, image_size=24, progress=False)
+        collect(dataclasses.replace(spec, image_size=24), path, episodes=1, progress=False)
     with pytest.raises(StoreError, match=r"policy: stored 'random', requested 'noise'"):
-        ensure_collected(PM, path, episodes=1, steps=15, seed=3, image_size=SIZE, policy="noise", progress=False)
-    with pytest.raises(StoreError, match=r"action_repeat: stored 1, requested 2"):
-        ensure_collected(PM, path, episodes=1, action_repeat=2, **kwargs)
+        ensure_collected(dataclasses.replace(spec, policy="noise"), path, episodes=1, progress=False)
+    with pytest.raises(StoreError, match=r"action_repeat: stored 4, requested 2"):
+        ensure_collected(dataclasses.replace(spec, action_repeat=2), path, episodes=1, progress=False)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(episodes=0), "episodes=0: must be an integer >= 1"),
-    (dict(steps=0), "steps=0: must be an integer >= 1"),
-    (dict(workers=0), "workers=0: must be an integer >= 1"),
-    (dict(policy="greedy"), "unknown collection policy 'greedy'; valid policies: noise, random"),
-    (dict(noise_beta=1.0), r"noise_beta=1.0: must be in \[0, 1\)"),
-    (dict(env_id="dmc:nope-easy"), r"unknown environment id 'dmc:nope-easy'; valid ids: .*dmc:reacher-easy"),
+@pytest.mark.parametrize("spec_args, run_args, message", [
+    ({}, dict(episodes=0), "episodes=0: must be an integer >= 1"),
+    (dict(steps=0), {}, "steps=0: must be an integer >= 1"),
+    ({}, dict(workers=0), "workers=0: must be an integer >= 1"),
+    (dict(action_repeat=-1), {}, "action_repeat=-1: must be an integer >= 1"),
+    (dict(policy="greedy"), {}, "unknown collection policy 'greedy'; valid policies: noise, random"),
+    (dict(noise_beta=1.0), {}, r"noise_beta=1.0: must be in \[0, 1\)"),
+    (dict(env_id="dmc:nope-easy"), {}, r"unknown environment id 'dmc:nope-easy'; valid ids: .*dmc:reacher-easy"),
 ])
-def test_collect_validates_arguments(tmp_path, kwargs, message):
-    args = dict(env_id=PM, path=tmp_path / "s", episodes=1, steps=5, image_size=SIZE, progress=False)
-    args.update(kwargs)
+def test_collect_validates_arguments(tmp_path, spec_args, run_args, message):
+    spec = CollectSpec(**{"env_id": PM, "steps": 5, "image_size": SIZE, **spec_args})
     with pytest.raises(ValueError, match=message):
-        collect(**args)
+        collect(spec, tmp_path / "s", **{"episodes": 1, "progress": False, **run_args})
     assert not (tmp_path / "s").exists()
+    with pytest.raises(TypeError, match="spec must be a CollectSpec"):
+        collect(PM, tmp_path / "s", 1)
+
+
+def test_collect_spec_names_its_store():
+    spec = CollectSpec(REACHER, steps=100, policy="noise", image_size=64)
+    assert spec.store_name() == "dmc-reacher-easy_64px_ar4_noise0.8_100steps_seed0"
+    assert CollectSpec(PM, steps=5, seed=2, camera=1, action_repeat=2).store_name() == \
+        "dmc-point_mass-easy_64px_ar2_cam1_random_5steps_seed2"
+    # the domain's default repeat and the same repeat asked for explicitly share a store
+    assert CollectSpec(REACHER, steps=9).store_name() == CollectSpec(REACHER, steps=9, action_repeat=4).store_name()
+    assert CollectSpec("dmc:cartpole-swingup", steps=9).action_repeat == 1
 
 
 def test_collect_from_unguarded_script(tmp_path):
@@ -311,10 +324,11 @@ def test_collect_from_unguarded_script(tmp_path):
     script = tmp_path / "script.py"
     script.write_text(
         "import os\n"
-        "from torchwm.data import collect\n"
+        "from torchwm.data import CollectSpec, collect\n"
         "with open('ran.txt', 'a') as f:\n"
         "    f.write(f'{os.getpid()}\\n')\n"
-        f"store = collect({PM!r}, 'store', episodes=2, steps=5, workers=2, image_size={SIZE}, progress=False)\n"
+        f"store = collect(CollectSpec({PM!r}, steps=5, image_size={SIZE}), 'store', episodes=2, workers=2, "
+        "progress=False)\n"
         "print('episodes', len(store))\n")
     env = dict(os.environ, MUJOCO_GL="egl")
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -336,7 +350,8 @@ def test_collection_modules_do_not_import_torch():
 def test_windows_count_and_contents(tmp_path):
     store = fake_store(tmp_path / "s", {0: 10, 1: 4, 4: 6})
     history, horizon = 3, 2
-    ds = TrajectoryWindows(store, history, horizon)
+    ds = TrajectoryWindows(store, history, history + horizon)
+    assert (ds.length, ds.future) == (5, 2)
     # anchors t in [history-1, T-horizon]: T - history - horizon + 2 per episode (if positive)
     assert len(ds) == (10 - 3) + (4 - 3) + (6 - 3)
     seen = []
@@ -357,10 +372,10 @@ def test_windows_count_and_contents(tmp_path):
     with pytest.raises(IndexError):
         ds[len(ds)]
 
-    subset = TrajectoryWindows(store, history, horizon, episodes=[4])
+    subset = TrajectoryWindows(store, history, history + horizon, episodes=[4])
     assert len(subset) == 3 and subset.locate(0) == (4, 2)
     # Episodes too short for a window are skipped.
-    assert TrajectoryWindows(store, 4, 2).episodes == [0, 4]
+    assert TrajectoryWindows(store, 4, 6).episodes == [0, 4]
 
 
 def test_windows_with_dataloader_workers(tmp_path):
@@ -368,7 +383,7 @@ def test_windows_with_dataloader_workers(tmp_path):
     from torch.utils.data import DataLoader
 
     store = fake_store(tmp_path / "s", {0: 12, 1: 9})
-    ds = TrajectoryWindows(store, history=2, horizon=3)
+    ds = TrajectoryWindows(store, history=2, length=5)
     batches = list(DataLoader(ds, batch_size=4, num_workers=2, shuffle=False))
     assert isinstance(batches[0], Window) and batches[0].frames.shape == (4, 5, 3, 8, 8)
     frames = torch.cat([b.frames for b in batches])
@@ -380,16 +395,16 @@ def test_windows_errors(tmp_path):
     store = fake_store(tmp_path / "s", {0: 5, 1: 3})
     with pytest.raises(ValueError, match="history=0: must be an integer >= 1"):
         TrajectoryWindows(store, 0, 2)
-    with pytest.raises(ValueError, match="horizon=0: must be an integer >= 1"):
-        TrajectoryWindows(store, 2, 0)
+    with pytest.raises(ValueError, match="length=2: must be > history=2"):
+        TrajectoryWindows(store, 2, 2)
     with pytest.raises(ValueError, match=r"needs episodes of >= 9 steps, the selected episodes have \[3, 5\] steps"):
-        TrajectoryWindows(store, 5, 5)
+        TrajectoryWindows(store, 5, 10)
     with pytest.raises(ValueError, match=r"episodes \[7\] are not in the store"):
-        TrajectoryWindows(store, 1, 1, episodes=[7])
+        TrajectoryWindows(store, 1, 2, episodes=[7])
 
 
 def test_windows_on_collected_store(stores):
-    ds = TrajectoryWindows(stores["reacher"], history=3, horizon=4)
+    ds = TrajectoryWindows(stores["reacher"], history=3, length=7)
     assert len(ds) == 2 * (15 - 3 - 4 + 2)
     w = ds[0]
     assert w.frames.shape == (7, 3, SIZE, SIZE) and w.actions.shape == (4, 2) and w.states.shape == (7, 4)
@@ -414,5 +429,5 @@ def test_split_episodes_of_store(tmp_path):
     store = fake_store(tmp_path / "s", {i: 3 for i in range(6)})
     train, held = split_episodes(store, 0.3, seed=0)
     assert len(held) == 2 and sorted(train + held) == store.indices
-    ds = TrajectoryWindows(store, 1, 1, episodes=held)
+    ds = TrajectoryWindows(store, 1, 2, episodes=held)
     assert {ds.locate(i)[0] for i in range(len(ds))} == set(held)

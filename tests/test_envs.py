@@ -131,7 +131,7 @@ def test_goals_are_not_trivially_reached(env_id):
 
 
 def test_reward_is_passed_through():
-    env = make("dmc:point_mass-easy", image_size=16)
+    env = make("dmc:point_mass-easy", image_size=16, action_repeat=1)
     env.reset(seed=0)
     base = env.unwrapped
     at_target = np.zeros(base.state_dim)  # the target sits at the arena's centre
@@ -142,6 +142,19 @@ def test_reward_is_passed_through():
     base.set_state(far)
     _, reward_far, *_ = env.step(np.zeros(2, np.float32))
     assert reward_near == pytest.approx(1.0) and reward_far < 0.5
+
+
+def test_action_repeat_and_camera_default_to_the_domains():
+    from torchwm.envs import DOMAINS
+
+    for env_id, repeat, camera in [("dmc:point_mass-easy", 4, 0), ("dmc:reacher-easy", 4, 0),
+                                   ("dmc:cartpole-swingup", 1, 0), ("dmc:quadruped-walk", 1, 2)]:
+        env = make(env_id, image_size=16)
+        assert (env.unwrapped.action_repeat, env.unwrapped.camera) == (repeat, camera), env_id
+        assert make(env_id, image_size=16, action_repeat=2, camera=1).unwrapped.action_repeat == 2
+    assert DOMAINS["reacher"].action_repeat == 4 and "cartpole" not in DOMAINS
+    with pytest.raises(ValueError, match="action_repeat=-1: must be >= 1, or 0 for the domain's default"):
+        make("dmc:reacher-easy", action_repeat=-1)
 
 
 def test_action_repeat_advances_physics_time():
@@ -176,3 +189,59 @@ def test_non_goal_domain_has_no_goal_fields():
 
 def test_top_level_make_env_is_registry_make():
     assert torchwm.make_env is make
+
+
+# ------------------------------------------------------------------------------------- domain specs
+@pytest.mark.parametrize("name", ["point_mass", "reacher"])
+def test_domain_specs_agree_with_the_simulator(name):
+    """A spec's coordinates are the model's joints, in qpos order, of the stated kind and inside their limits;
+    its goal reads the same joints; its probes give one row per state."""
+    from dm_control import suite
+    from mujoco import mjtJoint
+
+    from torchwm.envs import DOMAINS
+
+    spec = DOMAINS[name]
+    task = next(t for d, t in suite.ALL_TASKS if d == name)
+    physics = suite.load(name, task, task_kwargs={"random": 0}).physics
+    model = physics.model
+    for index, c in enumerate(spec.coordinates):
+        joint = model.name2id(c.joint, "joint")
+        assert model.jnt_qposadr[joint] == index, f"{c.joint} is not qpos[{index}]"
+        kind = {int(mjtJoint.mjJNT_HINGE): "hinge", int(mjtJoint.mjJNT_SLIDE): "slide"}[int(model.jnt_type[joint])]
+        assert kind == c.kind, c.joint
+        assert c.low < c.high
+        if model.jnt_limited[joint]:
+            low, high = model.jnt_range[joint]
+            assert low - 1e-9 <= c.low and c.high <= high + 1e-9 and not c.periodic, c.joint
+        else:
+            assert c.kind == "hinge" and c.periodic and (c.low, c.high) == pytest.approx((-np.pi, np.pi)), c.joint
+    assert spec.goal.joints == tuple(c.joint for c in spec.coordinates)
+    states = np.random.default_rng(0).normal(size=(5, physics.get_state().shape[0]))
+    for kind in spec.probe_kinds:
+        assert spec.probe_targets(states, kind).shape[0] == 5
+    assert spec.probe_kinds[0] == "positions"
+
+
+def test_domains_without_an_entry_get_defaults():
+    from torchwm.envs import DomainSpec, env_domain
+
+    spec = env_domain("dmc:cartpole-swingup")
+    assert spec == DomainSpec("cartpole") and spec.goal is None and spec.coordinates == ()
+    states = np.arange(12.0).reshape(2, 6)
+    np.testing.assert_array_equal(spec.probe_targets(states), states[:, :3])  # qpos of a qpos/qvel state
+    assert env_domain("dmc:quadruped-walk").camera == 2
+    with pytest.raises(ValueError, match="unknown environment id 'dmc:nope'"):
+        env_domain("dmc:nope")
+
+
+def test_projector_labels_follow_the_domains_coordinates():
+    from torchwm.viz.projector import state_labels
+
+    header, rows = state_labels("dmc:reacher-easy", np.array([[np.pi / 4 + 0.01, -0.1, 0, 0]]))
+    assert header == ["shoulder_deg", "wrist_deg"] and rows == [["45..90", "315..360"]]
+    header, rows = state_labels("dmc:point_mass-easy", np.array([[0.0, 0.28, 0, 0], [-0.29, 0.1, 0, 0]]))
+    assert header == ["root_x", "root_y"]
+    assert rows[0] == ["+0.00..+0.07", "+0.22..+0.29"] and rows[1][0] == "-0.29..-0.22"
+    header, rows = state_labels("dmc:cartpole-swingup", np.random.default_rng(0).normal(size=(20, 4)))
+    assert header == ["state0", "state1"] and len(rows) == 20

@@ -254,14 +254,13 @@ def test_mpc_requires_reset():
 # --------------------------------------------------------------------------------- real world model
 @pytest.fixture(scope="module")
 def world_model():
-    from torchwm.config import JEPAConfig
+    from torchwm.nn.encoders import SpatialEncoder
     from torchwm.world_model import build_world_model
 
-    cfg = JEPAConfig()
-    cfg.image_size, cfg.embed_dim = 16, 16
-    cfg.model.encoder, cfg.model.conv_width = "conv", 4
-    cfg.model.temporal_hidden, cfg.model.predictor_hidden = 16, 32
-    return build_world_model(cfg, action_low=[-1.0, 0.0], action_high=[1.0, 2.0]).eval()
+    encoder = SpatialEncoder.conv(16, 16, width=4)
+    return build_world_model(encoder, action_low=[-1.0, 0.0], action_high=[1.0, 2.0], history=3, horizon=1,
+                             temporal_hidden=16, predictor_hidden=32, predictor_depth=2, var_weight=1.0,
+                             cov_weight=0.04).eval()
 
 
 @pytest.mark.parametrize("name", FACTORIES)

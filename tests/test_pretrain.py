@@ -23,14 +23,16 @@ from torchwm.data.images import (ImageFiles, RobustImageFolder, SeededSamples, U
                                  eval_transform, load_rgb, open_image_folder, train_transform)
 from torchwm.data.synthetic import make_shapes_dataset
 from torchwm.ema import momentum_schedule
+from torchwm.agents import ImagePretrainingAgent
 from torchwm.eval.classification import ImageProbeEvaluator, knn_accuracy, linear_probe_accuracy
 from torchwm.masks import BlockMask, MaskBatch, MultiBlockMask, RandomMask
 from torchwm.nn.encoders import SpatialEncoder
 from torchwm.nn.masked_predictor import MaskedPredictor
-from torchwm.pretrain import ijepa as ijepa_module
-from torchwm.pretrain.ijepa import IJEPA, build_ijepa, mask_sampler_for
-from torchwm.training import ResumableBatchSampler, Trainer, TrainSettings, cosine_value, read_metrics
-from torchwm.world_model import LossOutput, build_world_model
+from torchwm.pretrain.ijepa import IJEPA
+from torchwm.runs import RunDir
+from torchwm.schedules import cosine_value
+from torchwm.training import ResumableBatchSampler, Trainer, TrainSettings
+from torchwm.losses import LossOutput
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -85,11 +87,12 @@ def world_model_config(run_dir: Path, **overrides) -> JEPAConfig:
 
 
 def tiny_ijepa(seed: int = 0, **pretrain) -> IJEPA:
-    cfg = JEPAConfig().override([f"image_size={SIZE}", f"patch_size={PATCH}", f"embed_dim={EMBED}", "num_layers=1",
-                                 "num_heads=2", "pretrain.predictor_dim=16", "pretrain.predictor_depth=1",
-                                 "pretrain.predictor_heads=2"] + [f"pretrain.{k}={v}" for k, v in pretrain.items()])
+    cfg = JEPAConfig().override(["dataset=imagefolder", f"image_size={SIZE}", f"patch_size={PATCH}",
+                                 f"embed_dim={EMBED}", "num_layers=1", "num_heads=2", "pretrain.predictor_dim=16",
+                                 "pretrain.predictor_depth=1", "pretrain.predictor_heads=2", "pretrain.min_keep=1"]
+                                + [f"pretrain.{k}={v}" for k, v in pretrain.items()])
     torch.manual_seed(seed)
-    return build_ijepa(cfg)
+    return JEPAAgent(cfg, check_paths=False).build_model()
 
 
 def frames(n: int = 3, size: int = SIZE, seed: int = 0) -> torch.Tensor:
@@ -127,14 +130,14 @@ def test_spec_snippet_pretrains_on_an_image_folder(tmp_path, monkeypatch):
     write_images(tmp_path / "data" / "train" / "things", 6)
     monkeypatch.chdir(tmp_path)
     initial: dict[str, torch.Tensor] = {}
-    real_build = ijepa_module.build_ijepa
+    real_build = ImagePretrainingAgent.build_model
 
-    def recording_build(cfg):
-        model = real_build(cfg)
+    def recording_build(agent):
+        model = real_build(agent)
         initial.update({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
         return model
 
-    monkeypatch.setattr(ijepa_module, "build_ijepa", recording_build)
+    monkeypatch.setattr(ImagePretrainingAgent, "build_model", recording_build)
 
     cfg = JEPAConfig()
     cfg.dataset = "imagefolder"
@@ -162,7 +165,7 @@ def test_spec_snippet_pretrains_on_an_image_folder(tmp_path, monkeypatch):
     assert metrics["loss/total"] > 0
 
     state = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
-    assert state["kind"] == "ijepa" and state["encoder_spec"]["image_size"] == SIZE
+    assert state["kind"] == "image_pretraining" and state["encoder_spec"]["image_size"] == SIZE
     weights = state["model"]
     target = {k: v for k, v in weights.items() if k.startswith("target_encoder.module.")}
     online = {k: v for k, v in weights.items() if k.startswith("encoder.")}
@@ -188,7 +191,7 @@ def test_loss_falls_on_a_small_folder(shapes_root, tmp_path):
     torch.manual_seed(0)
     agent = JEPAAgent(cfg)
     agent.train()
-    records = read_metrics(agent.run_dir)
+    records = RunDir(agent.run_dir).read_metrics()
     losses = [r["loss/total"] for r in records]
     assert len(losses) == 60 and all(math.isfinite(v) for v in losses)
     first, last = np.mean(losses[:10]), np.mean(losses[-10:])
@@ -252,7 +255,7 @@ def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
     assert any(k.startswith("target_encoder.") for k in full_state)
     state_close(full_state, resumed_state, atol=1e-6)
     # the same batches, crops and masks: the logged losses agree step by step
-    loss = lambda run: {r["step"]: r["loss/total"] for r in read_metrics(run)}  # noqa: E731
+    loss = lambda run: {r["step"]: r["loss/total"] for r in RunDir(run).read_metrics()}  # noqa: E731
     full_loss, resumed_loss = loss(tmp_path / "full"), loss(resumed_dir)
     assert sorted(resumed_loss) == list(range(1, steps + 1))
     for step in range(1, steps + 1):
@@ -460,7 +463,7 @@ def test_pretrained_encoder_in_a_world_model_matches_load_backbone(ijepa_run, tm
     agent, _ = ijepa_run
     run = agent.run_dir
     cfg = world_model_config(tmp_path / "wm", **{"model.pretrained": str(run)})
-    world = build_world_model(cfg, LOW, HIGH)
+    world = JEPAAgent(cfg).build_model(LOW, HIGH)
     assert world.encoder.kind == "vit" and world.embed_dim == EMBED  # model.encoder=conv is overridden
     backbone, encoder = load_backbone(run), load_encoder(run)
     x = frames(6)
@@ -483,7 +486,7 @@ def test_pretrained_encoder_in_a_world_model_matches_load_backbone(ijepa_run, tm
             torch.testing.assert_close(load_encoder(source)(x), z_backbone, atol=1e-6, rtol=0)
     wrong = world_model_config(tmp_path / "wm2", image_size=2 * SIZE, **{"model.pretrained": str(run)})
     with pytest.raises(ValueError, match="image_size"):
-        build_world_model(wrong, LOW, HIGH)
+        JEPAAgent(wrong).build_model(LOW, HIGH)
 
 
 def test_world_model_with_a_pretrained_encoder_saves_and_loads_without_the_file(ijepa_run, tmp_path):
@@ -492,7 +495,7 @@ def test_world_model_with_a_pretrained_encoder_saves_and_loads_without_the_file(
     shutil.copytree(agent.run_dir, pretrained)
     cfg = world_model_config(tmp_path / "wm", **{"model.pretrained": str(pretrained / "model.pt")})
     saver = JEPAAgent(cfg, check_paths=False)
-    saver.world_model = build_world_model(cfg, LOW, HIGH)
+    saver.world_model = saver.build_model(LOW, HIGH)
     saver.save()
     shutil.rmtree(pretrained)
     loaded = JEPAAgent.load(tmp_path / "wm")
@@ -505,20 +508,28 @@ def test_backbone_of_a_world_model_run_reproduces_its_encoder(tmp_path):
     cfg = world_model_config(tmp_path / "wm")
     torch.manual_seed(0)
     agent = JEPAAgent(cfg, check_paths=False)
-    agent.world_model = build_world_model(cfg, LOW, HIGH).eval()
+    agent.world_model = agent.build_model(LOW, HIGH).eval()
     agent.save()
     backbone = load_backbone(tmp_path / "wm")
     assert backbone.encoder.kind == "conv" and backbone.num_features == EMBED and backbone.image_size == SIZE
     x = frames(4)
     with torch.no_grad():
         torch.testing.assert_close(backbone(x), agent.world_model.encode(x), atol=0, rtol=0)
-    # an interrupted world-model run: only a trainer checkpoint (config + whole model)
+    # an interrupted world-model run: only a trainer checkpoint (whole model, config, encoder spec and prefix)
+    from torchwm.runs import checkpoint_extras
+
     ckpt = tmp_path / "interrupted" / "checkpoints" / "last.pt"
     ckpt.parent.mkdir(parents=True)
-    torch.save({"step": 3, "config": cfg.to_dict(), "model": agent.world_model.state_dict()}, ckpt)
+    model = agent.world_model
+    extras = checkpoint_extras(cfg.to_dict(), model, model.backbone)
+    assert extras["encoder_prefix"] == "encoder." and extras["encoder_spec"] == model.encoder.spec
+    torch.save({"step": 3, "model": model.state_dict(), **extras}, ckpt)
     with torch.no_grad():
-        torch.testing.assert_close(load_encoder(tmp_path / "interrupted")(x), agent.world_model.encode(x),
-                                   atol=0, rtol=0)
+        torch.testing.assert_close(load_encoder(tmp_path / "interrupted")(x), model.encode(x), atol=0, rtol=0)
+    # a checkpoint without the spec (an older torchwm's) says how to get one
+    torch.save({"step": 3, "config": cfg.to_dict(), "model": model.state_dict()}, ckpt)
+    with pytest.raises(ValueError, match="last.pt: holds no encoder spec.*resume the run"):
+        load_encoder(tmp_path / "interrupted")
 
 
 def test_load_backbone_inputs_outputs_and_freezing(ijepa_run):
@@ -669,10 +680,11 @@ def test_after_step_moves_the_target_encoder_by_the_ema_formula():
 
 @pytest.mark.parametrize("mask,kind,targets", [("multiblock", MultiBlockMask, 2), ("block", BlockMask, 1),
                                                ("random", RandomMask, 1)])
-def test_mask_sampler_for_follows_the_config(mask, kind, targets):
-    cfg = JEPAConfig().override([f"pretrain.mask={mask}", "pretrain.num_targets=2", "pretrain.min_keep=3",
-                                 "mask_ratio=0.5"])
-    sampler = mask_sampler_for(cfg, (4, 4))
+def test_the_agents_mask_sampler_follows_the_config(mask, kind, targets):
+    cfg = JEPAConfig().override(["dataset=imagefolder", "image_size=32", "patch_size=8", f"pretrain.mask={mask}",
+                                 "pretrain.num_targets=2", "pretrain.min_keep=3", "mask_ratio=0.5"])
+    sampler = JEPAAgent(cfg, check_paths=False).mask_sampler()
+    assert sampler.grid == (4, 4)
     assert isinstance(sampler, kind)
     batch = sampler(3, torch.Generator().manual_seed(0))
     assert isinstance(batch, MaskBatch) and batch.targets.shape[:2] == (3, targets)
@@ -699,21 +711,21 @@ def test_probes_separate_separable_features_and_not_random_labels():
     assert knn_accuracy(noise_train, y4_train, noise_val, y4_val, k=5) <= 0.4
 
 
-def test_image_probe_evaluator_for_config(shapes_root, tmp_path, ijepa_run):
+def test_the_agents_image_probe(shapes_root, tmp_path, ijepa_run):
     cfg = ijepa_config(shapes_root, tmp_path / "run")
     assert cfg.pretrain.val_folder == "val"
-    evaluator = ImageProbeEvaluator.for_config(cfg)
+    evaluator = JEPAAgent(cfg).probe()
+    assert isinstance(evaluator, ImageProbeEvaluator)
     assert evaluator is not None and len(evaluator.train_set) == 6 and len(evaluator.val_set) == 4
     scalars = evaluator(ijepa_run[0].ijepa, step=1)
     assert set(scalars) == {"probe/linear_accuracy", "probe/knn_accuracy"}
     assert all(0.0 <= v <= 1.0 for v in scalars.values())
     for val in ("", "missing"):
-        assert ImageProbeEvaluator.for_config(ijepa_config(shapes_root, tmp_path / "run",
-                                                           **{"pretrain.val_folder": val})) is None
+        assert JEPAAgent(ijepa_config(shapes_root, tmp_path / "run", **{"pretrain.val_folder": val})).probe() is None
     # the pretraining run with a val folder logged the probe
     _, metrics = ijepa_run
     assert 0.0 <= metrics["probe/linear_accuracy"] <= 1.0 and 0.0 <= metrics["probe/knn_accuracy"] <= 1.0
-    probed = [r["step"] for r in read_metrics(ijepa_run[0].run_dir) if "probe/knn_accuracy" in r]
+    probed = [r["step"] for r in RunDir(ijepa_run[0].run_dir).read_metrics() if "probe/knn_accuracy" in r]
     assert probed == [2, 4]
 
 

@@ -17,8 +17,9 @@ from torchwm.io import atomic_write, atomic_write_text
 from torchwm.nn.encoders import SpatialEncoder
 from torchwm.nn.predictor import Predictor
 from torchwm.nn.temporal import TemporalEncoder
-from torchwm.training import (NonFiniteLossError, ResumableBatchSampler, Trainer, TrainSettings, lr_factor,
-                              make_optimizer, read_metrics)
+from torchwm.runs import RunDir
+from torchwm.schedules import lr_factor
+from torchwm.training import NonFiniteLossError, ResumableBatchSampler, Trainer, TrainSettings, make_optimizer
 from torchwm.world_model import WorldModel
 
 
@@ -210,7 +211,7 @@ def test_world_model_learns_moving_square(tmp_path):
     # (the predictor's output layer starts at zero)
     after = prediction_errors(model, [(heldout.frames, heldout.actions)], history)
     assert before.ratio[0] == pytest.approx(1.0) and after.ratio[0] < 0.8, (before.ratio, after.ratio)
-    assert read_metrics(tmp_path / "run") == records
+    assert RunDir(tmp_path / "run").read_metrics() == records
 
 
 def test_collapse_metrics_show_collapse_without_vicreg(tmp_path):
@@ -261,7 +262,7 @@ def test_resume_is_exact(tmp_path):
         first.fit()
     assert first.step == 8
     assert torch.load(first.checkpoint_path, weights_only=True)["step"] == 6
-    assert [r["step"] for r in read_metrics(tmp_path / "b")] == list(range(1, 9))  # 7, 8 are redone
+    assert [r["step"] for r in RunDir(tmp_path / "b").read_metrics()] == list(range(1, 9))  # 7, 8 are redone
 
     resumed = Trainer(build(1), data, s, tmp_path / "b", batch_fn=frames_and_actions)
     resumed_records = resumed.fit()
@@ -276,9 +277,9 @@ def test_resume_is_exact(tmp_path):
     assert resumed.scheduler.last_epoch == straight.scheduler.last_epoch == 12
     assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(straight.optimizer.param_groups[0]["lr"])
 
-    metrics = read_metrics(tmp_path / "b")
+    metrics = RunDir(tmp_path / "b").read_metrics()
     assert [r["step"] for r in metrics] == list(range(1, 13))  # no duplicate steps
-    reference = read_metrics(tmp_path / "a")
+    reference = RunDir(tmp_path / "a").read_metrics()
     for a, b in zip(reference, metrics):
         assert b["loss/total"] == pytest.approx(a["loss/total"], rel=1e-5, abs=1e-7), a["step"]
     assert [r["step"] for r in reference] == [r["step"] for r in straight_records] == list(range(1, 13))
@@ -324,7 +325,7 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
     # the NaN step changed nothing: the model still equals the checkpoint
     for key, value in model.state_dict().items():
         assert torch.equal(value, snapshot["params"][key]) and torch.equal(value, state["model"][key]), key
-    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2, 3, 4]
+    assert [r["step"] for r in RunDir(tmp_path).read_metrics()] == [1, 2, 3, 4]
 
     # after the fix, training resumes from that checkpoint
     model.nan_at = 10**9

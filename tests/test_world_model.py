@@ -18,7 +18,7 @@ from torchwm.losses import covariance_loss, effective_rank, embedding_std, predi
 from torchwm.nn.encoders import SpatialEncoder
 from torchwm.nn.predictor import Predictor
 from torchwm.nn.temporal import TemporalEncoder
-from torchwm.world_model import WorldModel, build_world_model
+from torchwm.world_model import WorldModel
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -271,11 +271,13 @@ def test_vicreg_within_sequence_sees_only_what_changes():
     assert float(across) < float(within) - 0.05
 
 
-def test_build_world_model_from_config():
+def test_the_agent_builds_the_world_model_its_config_describes():
+    from torchwm import JEPAAgent
+
     cfg = JEPAConfig(image_size=32, patch_size=8, embed_dim=32, num_layers=1, num_heads=2, predict_horizon=3)
     cfg.model.temporal_hidden, cfg.model.predictor_hidden, cfg.model.history = 16, 32, 2
     cfg.train.var_weight, cfg.train.cov_weight = 0.5, 0.1
-    model = build_world_model(cfg, [-2.0, 0.0], [2.0, 1.0])
+    model = JEPAAgent(cfg).build_model([-2.0, 0.0], [2.0, 1.0])
     assert model.encoder.kind == "vit" and model.embed_dim == 32 and model.action_dim == 2
     assert (model.history, model.horizon, model.var_weight, model.cov_weight) == (2, 3, 0.5, 0.1)
     assert model.target_encoder is None and model.temporal.context_dim == 16 + 32
@@ -286,7 +288,7 @@ def test_build_world_model_from_config():
 
     cfg.model.encoder, cfg.model.conv_width, cfg.train.ema, cfg.train.ema_momentum = "conv", 4, True, 0.95
     cfg.train.vicreg_within_sequence = True
-    model = build_world_model(cfg, [-1.0], [1.0])
+    model = JEPAAgent(cfg).build_model([-1.0], [1.0])
     assert model.vicreg_within_sequence
     assert model.encoder.kind == "conv" and model.encoder.spec["width"] == 4
     assert model.target_encoder is not None and model.ema_momentum == 0.95 and model.action_dim == 1
@@ -502,7 +504,7 @@ def test_probe_targets():
     np.testing.assert_array_equal(probe_targets("dmc:point_mass-easy", pm_states), pm_states[:, :2].numpy())
     other = rng.normal(size=(3, 6))
     np.testing.assert_array_equal(probe_targets("dmc:cartpole-swingup", other), other[:, :3])
-    with pytest.raises(ValueError, match="probe kind must be one of .*'angles'"):
+    with pytest.raises(ValueError, match="probe kind must be one of .* for reacher, not 'angles'"):
         probe_targets("dmc:reacher-easy", reacher_states, kind="angles")
     assert probe_kinds("dmc:reacher-hard") == ("positions", "joints")
     assert probe_kinds("dmc:point_mass-easy") == ("positions",)
@@ -557,7 +559,7 @@ def test_projector_pads_embeddings_narrower_than_three(tmp_path):
     written = np.array([[float(v) for v in row.split("\t")] for row in rows])
     np.testing.assert_allclose(written, np.c_[z.numpy(), np.zeros(3)])
     metadata = (tmp_path / "00007" / "heldout_frames" / "metadata.tsv").read_text().splitlines()
-    assert len(metadata) == 4 and metadata[0].split("\t")[:2] == ["x", "y"]
+    assert len(metadata) == 4 and metadata[0].split("\t")[:2] == ["root_x", "root_y"]
 
 
 def test_copy_baseline_check_warns_once_after_a_streak():

@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "JEPAConfig": "torchwm.config",
     "make_env": "torchwm.envs.registry",
-    "JEPAAgent": "torchwm.agents.jepa",
+    "JEPAAgent": "torchwm.agents",
     "WorldModel": "torchwm.world_model",
     "load_backbone": "torchwm.backbone",
 }

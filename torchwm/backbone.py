@@ -11,59 +11,43 @@ ImageNet statistics yourself.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from torchwm.nn.encoders import SpatialEncoder
-from torchwm.training import CHECKPOINT_DIR, LAST_CHECKPOINT, MODEL_FILE
+from torchwm.runs import encoder_weights, find_model_file, load_state
 
-
-def find_model_file(path: str | os.PathLike[str]) -> Path:
-    """``path`` itself if it is a file; for a run directory its ``model.pt``, else ``checkpoints/last.pt``."""
-    path = Path(path)
-    if path.is_file():
-        return path
-    if path.is_dir():
-        candidates = (path / MODEL_FILE, path / CHECKPOINT_DIR / LAST_CHECKPOINT)
-        for candidate in candidates:
-            if candidate.is_file():
-                return candidate
-        raise FileNotFoundError(f"{path}: no trained model (looked for {candidates[0]} and {candidates[1]}); "
-                                "train one with JEPAAgent(cfg).train(), `torchwm train` or `torchwm pretrain`")
-    raise FileNotFoundError(f"no such file or run directory: {str(path)!r} (a run directory holds {MODEL_FILE} "
-                            f"or {CHECKPOINT_DIR}/{LAST_CHECKPOINT})")
+__all__ = ["Backbone", "find_model_file", "load_backbone", "load_encoder", "pretrained_encoder"]
 
 
 def load_encoder(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> SpatialEncoder:
     """The spatial encoder saved in ``path``: a run directory, its ``model.pt`` or a checkpoint ``.pt``.
 
-    For an I-JEPA run this is the EMA target encoder; for a world-model run, the world model's encoder.
-    Returned in eval mode on ``device``.
+    For an image-pretraining run this is the EMA target encoder; for a world-model run, the world model's
+    encoder. Rebuilt from the saved encoder spec alone (nothing else of the run is built). Returned in eval
+    mode on ``device``.
     """
-    file = find_model_file(path)
-    try:
-        state: dict[str, Any] = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:  # a torch.load failure names neither the file nor what it should hold
-        raise ValueError(f"{file}: not a torchwm model or checkpoint ({type(err).__name__}: {err})") from None
-    if not isinstance(state, dict) or ("encoder_spec" not in state and "config" not in state):
-        raise ValueError(f"{file}: not a torchwm model or checkpoint (no encoder_spec or config inside)")
-    if "encoder" in state:  # a finished run's model.pt
-        encoder = SpatialEncoder.from_spec(state["encoder_spec"])
-        encoder.load_state_dict(state["encoder"])
-    else:  # a checkpoint of an interrupted run: rebuild its model from the config
-        encoder = _encoder_from_checkpoint(state)
+    file, state = load_state(path)
+    spec, weights = encoder_weights(state, file)
+    encoder = SpatialEncoder.from_spec(spec)
+    encoder.load_state_dict(weights)
     return encoder.to(device).eval()
 
 
-def _encoder_from_checkpoint(state: dict[str, Any]) -> SpatialEncoder:
-    from torchwm.agents.jepa import model_from_state
-    from torchwm.config import JEPAConfig
+def pretrained_encoder(path: str | os.PathLike[str], image_size: int) -> SpatialEncoder:
+    """The encoder saved at ``path`` (see :func:`load_encoder`) for frames of ``image_size``, in training mode.
 
-    return model_from_state(JEPAConfig.from_dict(state["config"]), state).backbone
+    ``ValueError`` when it was trained on another image size (what ``model.pretrained`` needs to know).
+    """
+    encoder = load_encoder(path)
+    trained_size = encoder.spec.get("image_size")
+    if trained_size and int(trained_size) != int(image_size):
+        raise ValueError(f"model.pretrained={str(path)!r} holds an encoder for {trained_size}x{trained_size} images, "
+                         f"but image_size={image_size}; set image_size={trained_size} (frames are rendered at "
+                         "image_size) or pretrain at this size")
+    return encoder.train()
 
 
 class Backbone(nn.Module):

@@ -1,7 +1,7 @@
 """Command line: ``torchwm demo | collect | train | plan | pretrain | embed | visualize | shapes``.
 
-Every command takes ``--config FILE.yaml`` (a preset from ``configs/`` or a run's ``config.yaml``)
-and any number of ``--set section.field=value`` overrides.
+Every command that takes ``--config`` accepts a YAML file (e.g. a run's ``config.yaml``) or the name of
+a preset shipped with torchwm, and any number of ``--set section.field=value`` overrides.
 """
 
 from __future__ import annotations
@@ -10,68 +10,70 @@ import argparse
 import sys
 from pathlib import Path
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEMO_PRESET = "dmc_point_mass"
+PRETRAIN_PRESET = "ijepa_tiny"
 
 
 def _add_config_args(parser: argparse.ArgumentParser, default: str | None = None) -> None:
-    parser.add_argument("--config", default=default, help="YAML config (a file or a preset name from configs/)")
+    from torchwm.config import preset_names
+
+    parser.add_argument("--config", default=default,
+                        help=f"a YAML config file, or a preset: {', '.join(preset_names())}"
+                             + (f" (default: {default})" if default else ""))
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="override one config field; repeatable")
-
-
-def _resolve_config_path(name: str | None) -> str | None:
-    if name is None or Path(name).exists():
-        return name
-    preset = PRESET_DIR / f"{name}.yaml"
-    if preset.exists():
-        return str(preset)
-    presets = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-    raise SystemExit(f"error: config {name!r} is neither a file nor a preset; presets: {', '.join(presets)}")
 
 
 def _config(args: argparse.Namespace):
     from torchwm.config import load_config
 
     try:
-        return load_config(_resolve_config_path(args.config), args.overrides).validate()
-    except ValueError as err:
+        return load_config(args.config, args.overrides)
+    except (OSError, ValueError) as err:
         raise SystemExit(f"error: invalid config:\n{err}") from None
+
+
+def _agent(args: argparse.Namespace, verb: str = "", pretrains: bool | None = None):
+    """The agent of ``--config``; ``verb``: a method it must have; ``pretrains``: the kind of job it must be."""
+    from torchwm import JEPAAgent
+
+    agent = JEPAAgent(_config(args))
+    if (verb and not hasattr(agent, verb)) or (pretrains is not None and agent.pretrains != pretrains):
+        need = "an image-pretraining config (dataset: imagefolder), e.g. --config ijepa_tiny" if pretrains else \
+            "a world-model config (dataset: trajectories), e.g. --config dmc_point_mass"
+        raise SystemExit(f"error: {args.command} needs {need}; this config has dataset={agent.cfg.dataset!r}")
+    return agent
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
     """Collect reward-free episodes for ``env.id`` into the config's trajectory store."""
-    from torchwm.data.paths import ensure_config_store
     from torchwm.data.store import StoreError
 
-    cfg = _config(args)
+    agent = _agent(args, verb="collect")
     try:
-        store = ensure_config_store(cfg)
+        store = agent.collect()
     except StoreError as err:
         raise SystemExit(f"error: {err}") from None
-    print(f"{store.path}: {len(store)} episodes, {store.num_frames} frames of {cfg.env.id}")
+    print(f"{store.path}: {len(store)} episodes, {store.num_frames} frames of {agent.cfg.env.id}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    """Train a world model (collecting its data first if needed); resumes an interrupted run."""
-    from torchwm import JEPAAgent
-
-    agent = JEPAAgent(_config(args))
-    metrics = agent.train()
-    _print_training(agent, metrics)
+    """Train what the config describes (a world model, collecting its data first if needed, or an encoder's
+    pretraining); resumes an interrupted run."""
+    agent = _agent(args)
+    print(agent.describe(agent.train()))
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
     """Evaluate goal reaching with a trained run (planner vs random policy on the same starts and goals)."""
-    from torchwm import JEPAAgent
+    from torchwm.runs import RunDir
 
     run = Path(args.run)
-    if not (run / "config.yaml").exists():
+    if not RunDir(run).config.exists():
         raise SystemExit(f"error: {run} is not a run directory (no config.yaml); train one with `torchwm train`")
-    try:
-        agent = JEPAAgent.load(run)
-    except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"error: cannot load the run {run}: {err}") from None
+    agent = _load(run)
+    if not hasattr(agent, "evaluate"):
+        raise SystemExit(f"error: {run} is an image-pretraining run; plan needs a world-model run")
     if args.overrides:
         try:
             agent.cfg = agent.cfg.override(args.overrides).validate(check_paths=False)
@@ -84,14 +86,11 @@ def cmd_plan(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """The main job: collect (cached), train and evaluate zero-shot goal reaching on the default task."""
-    from torchwm import JEPAAgent
-
-    agent = JEPAAgent(_config(args))
+    agent = _agent(args, verb="evaluate")
     print(f"[1/3] data: {agent.cfg.data.episodes} reward-free episodes of {agent.cfg.env.id}")
     agent.collect()
     print(f"[2/3] training the world model into {agent.run_dir}")
-    metrics = agent.train()
-    _print_training(agent, metrics)
+    print(agent.describe(agent.train()))
     print(f"[3/3] zero-shot goal reaching, {agent.cfg.planning.eval_episodes} episodes")
     result = agent.evaluate()
     print(result.table())
@@ -99,21 +98,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    """I-JEPA pretraining of the spatial encoder on an image folder (dataset: imagefolder); resumes."""
-    from torchwm import JEPAAgent
-
-    cfg = _config(args)
-    if cfg.dataset != "imagefolder":
-        raise SystemExit(f"error: pretrain needs dataset: imagefolder (the config has dataset={cfg.dataset!r}); "
-                         "try --config ijepa_tiny")
-    agent = JEPAAgent(cfg)
-    metrics = agent.train()
-    probe = ""
-    if "probe/linear_accuracy" in metrics:
-        probe = (f"; linear probe {metrics['probe/linear_accuracy']:.1%}, "
-                 f"k-NN {metrics['probe/knn_accuracy']:.1%} on {cfg.root_path}/{cfg.pretrain.val_folder}")
-    print(f"pretrained {metrics.get('steps', 0)} steps{probe}\nencoder: {agent.run_dir / 'model.pt'} "
-          f"(torchwm.load_backbone or model.pretrained); mask figure: {agent.run_dir / 'figures' / 'masks.png'}")
+    """Pretrain the spatial encoder (I-JEPA on an image folder: dataset imagefolder); resumes."""
+    agent = _agent(args, pretrains=True)
+    print(agent.describe(agent.train()))
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
@@ -154,31 +141,23 @@ def _resize_to_tensor(size: int):
 def cmd_visualize(args: argparse.Namespace) -> None:
     """Figures for a saved run, without training, saved under RUN/figures and logged to TensorBoard:
     world model: latent rollouts (PCA, error by step, imagined frames) and the embedding projector;
-    I-JEPA: mask overlays (context green, targets red)."""
-    from torchwm import JEPAAgent
-
+    image pretraining: mask overlays (context green, targets red)."""
     run = Path(args.run)
+    agent = _load(run)
     try:
-        agent = JEPAAgent.load(run)
-    except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"error: cannot load the run {run}: {err}") from None
-    try:
-        if agent.cfg.dataset == "imagefolder":
-            path = agent.mask_figure(count=args.count, folder=args.images)
-            print(f"mask figure: {path} (TensorBoard: masks/examples)")
-            return
-        folder = agent.rollout_figures()
+        paths = agent.visualize(images=args.images, count=args.count)
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None
-    print(f"rollout figures: {', '.join(sorted(p.name for p in folder.glob('*.png')))} in {folder} "
-          f"(TensorBoard: rollouts/*, projector); tensorboard --logdir {run}")
+    print(f"figures: {', '.join(sorted(p.name for p in paths))} in {paths[0].parent} (TensorBoard: tensorboard --logdir {run})")
 
 
-def _print_training(agent, metrics: dict) -> None:
-    keys = [k for k in sorted(metrics) if k.startswith("eval/pred_over_copy_step")]
-    ratios = ", ".join(f"{metrics[k]:.2f}" for k in sorted(keys, key=lambda k: int(k.rsplit("step", 1)[1])))
-    print(f"trained {metrics.get('steps', 0)} steps; held-out prediction error / copy-last per step: [{ratios}]; "
-          f"probe R^2 {metrics.get('eval/probe_r2', float('nan')):.3f}; model: {agent.run_dir / 'model.pt'}")
+def _load(run: Path):
+    from torchwm import JEPAAgent
+
+    try:
+        return JEPAAgent.load(run)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"error: cannot load the run {run}: {err}") from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -190,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         _add_config_args(p, default)
         p.set_defaults(func=func)
     p = sub.add_parser("pretrain", help=cmd_pretrain.__doc__.splitlines()[0], description=cmd_pretrain.__doc__)
-    _add_config_args(p, "ijepa_tiny")
+    _add_config_args(p, PRETRAIN_PRESET)
     p.set_defaults(func=cmd_pretrain)
     p = sub.add_parser("embed", help=cmd_embed.__doc__.splitlines()[0], description=cmd_embed.__doc__)
     p.add_argument("--run", required=True, help="a run directory (I-JEPA or world model) or its model.pt")
@@ -200,8 +179,9 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_embed)
     p = sub.add_parser("visualize", help=cmd_visualize.__doc__.splitlines()[0], description=cmd_visualize.__doc__)
     p.add_argument("--run", required=True, help="run directory")
-    p.add_argument("--images", default=None, help="folder of images to draw masks on (default: the training folder)")
-    p.add_argument("--count", type=int, default=8, help="images in the figure")
+    p.add_argument("--images", default=None, help="image runs: folder of images to draw masks on (default: the "
+                                                  "training folder)")
+    p.add_argument("--count", type=int, default=None, help="image runs: images in the figure (default 8)")
     p.set_defaults(func=cmd_visualize)
     # listed for --help only: main() hands `torchwm shapes ...` to the generator's own parser
     sub.add_parser("shapes", help="generate the labelled synthetic shapes dataset (train/val ImageFolder) used "

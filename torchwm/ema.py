@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import nn
 
-from torchwm.training import cosine_value
+from torchwm.schedules import cosine_value
 
 
 def momentum_schedule(step: int, total_steps: int, start: float, end: float = 1.0) -> float:

@@ -1,4 +1,4 @@
-"""Latent prediction loss, VICReg-style regularisers and collapse metrics.
+"""Latent prediction loss, VICReg-style regularisers, collapse metrics, and what a model's loss returns.
 
 Shapes: embeddings ``z`` are ``(N, D)`` (a batch of N vectors); predictions and targets are
 ``(B, H, D)`` over a horizon of H steps.
@@ -6,8 +6,25 @@ Shapes: embeddings ``z`` are ``(N, D)`` (a batch of N vectors); predictions and 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+
+
+@dataclass
+class LossOutput:
+    """What a trainable model's ``loss(...)`` returns (:class:`~torchwm.training.Trainer` optimises it).
+
+    ``total``: the scalar to minimise. ``terms``: detached scalars by name (e.g. ``prediction``,
+    ``variance``, ``covariance``, ``prediction_step1`` ..). ``embeddings``: the batch's detached embeddings
+    ``(N, D)`` for the collapse metrics. ``frames``: images in the batch (for throughput).
+    """
+
+    total: torch.Tensor
+    terms: dict[str, torch.Tensor]
+    embeddings: torch.Tensor
+    frames: int
 
 
 def prediction_loss(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""One training loop for every model in torchwm (world model, I-JEPA): AdamW, warm-up + cosine
+"""One training loop for every model in torchwm (world model, image pretraining): AdamW, warm-up + cosine
 learning rate, gradient clipping, resumable data order, atomic checkpoints, exact resume, NaN guard,
 progress bar, TensorBoard scalars and a metrics log.
 
@@ -9,8 +9,6 @@ callable handed to :class:`Trainer` that returns named scalars.
 
 from __future__ import annotations
 
-import json
-import math
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -22,13 +20,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from torchwm.io import atomic_torch_save, atomic_write_text
+from torchwm.config import DataConfig, LoggingConfig, TrainConfig
+from torchwm.io import atomic_torch_save
 from torchwm.losses import effective_rank, embedding_std
-
-CHECKPOINT_DIR = "checkpoints"
-LAST_CHECKPOINT = "last.pt"
-MODEL_FILE = "model.pt"
-"""the finished model in a run directory (written by ``JEPAAgent.save``)"""
+from torchwm.runs import RunDir
+from torchwm.schedules import cosine_value, lr_factor
 
 
 class NonFiniteLossError(RuntimeError):
@@ -37,42 +33,29 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class TrainSettings:
-    """Plain optimisation settings (built from a config section by the caller)."""
+    """The trainer's settings as plain values. An agent builds them from its config; used alone, the
+    defaults are the config's own (:class:`~torchwm.config.TrainConfig`, ``LoggingConfig``, ``DataConfig``)."""
 
     total_steps: int
     batch_size: int
     learning_rate: float
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.05
-    weight_decay: float = 0.01
+    warmup_steps: int = TrainConfig.warmup_steps
+    min_lr_ratio: float = TrainConfig.min_lr_ratio
+    weight_decay: float = TrainConfig.weight_decay
     weight_decay_end: float | None = None
     """if set, weight decay follows a cosine schedule from ``weight_decay`` to this value (I-JEPA)"""
-    grad_clip: float = 1.0
+    grad_clip: float = TrainConfig.grad_clip
     seed: int = 0
-    log_every: int = 50
-    metrics_every: int = 100
-    eval_every: int = 500
-    checkpoint_every: int = 500
-    loader_workers: int = 0
+    log_every: int = LoggingConfig.log_every
+    metrics_every: int = TrainConfig.metrics_every
+    eval_every: int = TrainConfig.eval_every
+    checkpoint_every: int = TrainConfig.checkpoint_every
+    loader_workers: int = DataConfig.loader_workers
     seeded_samples: bool = False
     """give each sample its own seed (``(index, seed)`` keys, see :class:`SeededSamples`), so random
     augmentations are the same with any number of loader workers and after a resume"""
-    progress: bool = True
-    tensorboard: bool = True
-
-
-def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
-    """Multiplier of the peak learning rate at ``step``: linear warm-up, then cosine to ``min_ratio``."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def cosine_value(step: int, total_steps: int, start: float, end: float) -> float:
-    """Cosine interpolation from ``start`` (step 0) to ``end`` (step ``total_steps`` and after)."""
-    progress = min(max(step / max(total_steps, 1), 0.0), 1.0)
-    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * progress))
+    progress: bool = LoggingConfig.progress
+    tensorboard: bool = LoggingConfig.tensorboard
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -170,7 +153,8 @@ class Trainer:
                  visualize: Callable[[nn.Module, int, Any], None] | None = None,
                  extra_state: dict[str, Any] | None = None) -> None:
         self.model, self.dataset, self.s = model, dataset, settings
-        self.run_dir = Path(run_dir)
+        self.run = RunDir(run_dir)
+        self.run_dir = self.run.path
         self.device = torch.device(device)
         self.batch_fn, self.evaluate, self.visualize = batch_fn, evaluate, visualize
         self.writer: Any = None
@@ -189,7 +173,7 @@ class Trainer:
     # --------------------------------------------------------------------------------- checkpoints
     @property
     def checkpoint_path(self) -> Path:
-        return self.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+        return self.run.checkpoint
 
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.step, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -212,15 +196,8 @@ class Trainer:
         self.sampler.load_state_dict(state["sampler"])
         _set_rng_state(state["rng"])
         self.step = int(state["step"])
-        self._truncate_metrics(self.step)
+        self.run.truncate_metrics(self.step)  # records an interrupted run logged after it are redone
         return True
-
-    def _truncate_metrics(self, step: int) -> None:
-        """Drop metric records written after ``step`` by an interrupted run (they are redone)."""
-        path = self.run_dir / "metrics.jsonl"
-        records = [r for r in read_metrics(self.run_dir) if r["step"] <= step]
-        if path.exists():
-            atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
 
     # ------------------------------------------------------------------------------------ the loop
     def fit(self) -> list[dict[str, float]]:
@@ -325,19 +302,4 @@ class Trainer:
             for key, value in record.items():
                 if key != "step":
                     self.writer.add_scalar(key, value, self.step)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
-    """The records of ``run_dir/metrics.jsonl`` in order (empty if there are none)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def write_json(path: str | Path, data: Any) -> Path:
-    """Write ``data`` as indented JSON, atomically."""
-    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+        self.run.append_metrics(record)

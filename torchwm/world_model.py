@@ -6,32 +6,18 @@ training uses :meth:`WorldModel.loss`. Any module with these methods can be plan
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from torchwm.ema import EMA, momentum_schedule
-from torchwm.losses import covariance_loss, prediction_loss, variance_loss
+from torchwm.losses import LossOutput, covariance_loss, prediction_loss, variance_loss
 from torchwm.nn.encoders import SpatialEncoder
 from torchwm.nn.predictor import Predictor
 from torchwm.nn.temporal import TemporalEncoder
 
-
-@dataclass
-class LossOutput:
-    """What :meth:`WorldModel.loss` returns.
-
-    ``total``: the scalar to minimise. ``terms``: detached scalars by name (``prediction``,
-    ``variance``, ``covariance``, ``prediction_step1`` ..). ``embeddings``: the batch's detached frame
-    embeddings ``(N, D)`` for collapse metrics. ``frames``: frames in the batch (for throughput).
-    """
-
-    total: torch.Tensor
-    terms: dict[str, torch.Tensor]
-    embeddings: torch.Tensor
-    frames: int
+__all__ = ["LossOutput", "WorldModel", "build_world_model"]
 
 
 class WorldModel(nn.Module):
@@ -170,41 +156,15 @@ class WorldModel(nn.Module):
                 f"temporal={count(self.temporal):,} predictor={count(self.predictor):,}")
 
 
-def build_world_model(cfg: Any, action_low: Any, action_high: Any, encoder: SpatialEncoder | None = None) -> WorldModel:
-    """The world model a :class:`~torchwm.config.JEPAConfig` describes, for an env with these action bounds.
-
-    The spatial encoder is ``encoder`` when given; else, with ``model.pretrained`` set, the pretrained
-    encoder saved there (its architecture comes with its weights, so ``model.encoder`` and the ViT
-    sizes are not used); else a new one built from the config.
-    """
-    from torchwm.nn.encoders import build_spatial_encoder
-
-    m = cfg.model
-    if encoder is None and m.pretrained:
-        encoder = pretrained_encoder(m.pretrained, cfg.image_size)
-    if encoder is None:
-        encoder = build_spatial_encoder(m.encoder, cfg.image_size, cfg.patch_size, cfg.embed_dim, cfg.num_layers,
-                                        cfg.num_heads, conv_width=m.conv_width, timm_model=m.timm_model,
-                                        conv_head=m.conv_head, keypoints=m.keypoints)
-    temporal = TemporalEncoder(encoder.embed_dim, m.temporal_hidden)
+def build_world_model(encoder: SpatialEncoder, action_low: Any, action_high: Any, *, history: int, horizon: int,
+                      temporal_hidden: int, predictor_hidden: int, predictor_depth: int, var_weight: float,
+                      cov_weight: float, ema_momentum: float | None = None,
+                      vicreg_within_sequence: bool = False) -> WorldModel:
+    """A world model around ``encoder`` for an env with these action bounds ``(A,)``: a GRU temporal
+    encoder of ``temporal_hidden`` units and an MLP predictor (``predictor_depth`` layers of
+    ``predictor_hidden``); the loss settings are :class:`WorldModel`'s."""
+    temporal = TemporalEncoder(encoder.embed_dim, temporal_hidden)
     low = torch.as_tensor(action_low, dtype=torch.float32).flatten()
-    predictor = Predictor(temporal.context_dim, low.numel(), encoder.embed_dim, m.predictor_hidden,
-                          m.predictor_depth)
-    t = cfg.train
-    return WorldModel(encoder, temporal, predictor, low, action_high, m.history, cfg.predict_horizon,
-                      var_weight=t.var_weight, cov_weight=t.cov_weight,
-                      ema_momentum=t.ema_momentum if t.ema else None,
-                      vicreg_within_sequence=t.vicreg_within_sequence)
-
-
-def pretrained_encoder(path: str, image_size: int) -> SpatialEncoder:
-    """The encoder saved at ``path`` (see :func:`torchwm.backbone.load_encoder`), checked against ``image_size``."""
-    from torchwm.backbone import load_encoder
-
-    encoder = load_encoder(path)
-    trained_size = encoder.spec.get("image_size")
-    if trained_size and int(trained_size) != int(image_size):
-        raise ValueError(f"model.pretrained={path!r} holds an encoder for {trained_size}x{trained_size} images, "
-                         f"but image_size={image_size}; set image_size={trained_size} (frames are rendered at "
-                         "image_size) or pretrain at this size")
-    return encoder.train()
+    predictor = Predictor(temporal.context_dim, low.numel(), encoder.embed_dim, predictor_hidden, predictor_depth)
+    return WorldModel(encoder, temporal, predictor, low, action_high, history, horizon, var_weight=var_weight,
+                      cov_weight=cov_weight, ema_momentum=ema_momentum, vicreg_within_sequence=vicreg_within_sequence)

@@ -10,7 +10,7 @@ from torchwm._lazy import lazy_exports
 
 # Imported eagerly (cheap, no torch): the function ``collect`` shares its name with the submodule, and
 # importing the submodule anywhere would otherwise make ``torchwm.data.collect`` the module.
-from torchwm.data.collect import collect, ensure_collected
+from torchwm.data.collect import CollectSpec, collect, ensure_collected
 
 _EXPORTS = {
     "TrajectoryStore": "torchwm.data.store",
@@ -25,7 +25,7 @@ _EXPORTS = {
 }
 
 __getattr__, _lazy_dir = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted([*_EXPORTS, "collect", "ensure_collected"])
+__all__ = sorted([*_EXPORTS, "CollectSpec", "collect", "ensure_collected"])
 
 
 def __dir__() -> list[str]:

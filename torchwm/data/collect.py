@@ -17,6 +17,7 @@ caller's main module (see :func:`_main_module_hidden`). This module does not imp
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing as mp
 import os
 import signal
@@ -29,6 +30,7 @@ from typing import Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
+from torchwm.config import DataConfig, EnvConfig
 from torchwm.data.store import StoreMeta, TrajectoryStore
 
 # ------------------------------------------------------------------------------------------ policies
@@ -95,17 +97,68 @@ def make_policy(name: str, low: np.ndarray, high: np.ndarray, rng: np.random.Gen
 
 @dataclass(frozen=True)
 class CollectSpec:
-    """Everything a worker needs to reproduce episodes (picklable; no env inside)."""
+    """How episodes are collected: everything that decides their frames, in one picklable object.
+
+    ``action_repeat=0`` and ``camera=-1`` take the domain's defaults
+    (:class:`~torchwm.envs.domains.DomainSpec`); the action repeat is resolved on construction, so a
+    store records the repeat its frames were made with. Check values with :meth:`check`.
+    """
 
     env_id: str
-    path: str
     steps: int
-    policy: str
-    seed: int
-    image_size: int
-    action_repeat: int
-    camera: int
-    noise_beta: float
+    """env steps per episode (an episode is shorter if the task's time limit ends it first)"""
+    policy: str = DataConfig.policy
+    seed: int = 0
+    image_size: int = 64
+    action_repeat: int = EnvConfig.action_repeat
+    camera: int = EnvConfig.camera
+    noise_beta: float = DataConfig.noise_beta
+    """temporal correlation of the "noise" policy (unused by the others)"""
+
+    def __post_init__(self) -> None:
+        if self.action_repeat == 0 and isinstance(self.env_id, str):
+            from torchwm.envs import env_domain
+
+            try:
+                object.__setattr__(self, "action_repeat", env_domain(self.env_id).action_repeat)
+            except ValueError:
+                pass  # an unknown env id: check() names it
+
+    def check(self) -> CollectSpec:
+        """Raise ``ValueError`` naming the first bad setting; returns ``self``."""
+        from torchwm.envs import parse_env_id
+
+        parse_env_id(self.env_id)
+        for name, low in [("steps", 1), ("seed", 0), ("image_size", 1), ("action_repeat", 1), ("camera", -1)]:
+            _check_int(name, getattr(self, name), low)
+        if self.policy not in POLICIES:
+            raise ValueError(f"unknown collection policy {self.policy!r}; valid policies: {', '.join(sorted(POLICIES))}")
+        if not 0.0 <= float(self.noise_beta) < 1.0:
+            raise ValueError(f"noise_beta={self.noise_beta!r}: must be in [0, 1)")
+        return self
+
+    def store_name(self) -> str:
+        """``<env>_<size>px_ar<repeat>[_cam<camera>]_<policy>_<steps>steps_seed<seed>``: everything that changes
+        the frames is in the name, so specs that agree share a store and a different one never reuses it."""
+        env = self.env_id.replace(":", "-")
+        camera = "" if self.camera < 0 else f"_cam{self.camera}"
+        policy = self.policy if self.policy != "noise" else f"noise{self.noise_beta:g}"
+        return f"{env}_{self.image_size}px_ar{self.action_repeat}{camera}_{policy}_{self.steps}steps_seed{self.seed}"
+
+    def make_env(self):
+        """The environment episodes are collected in."""
+        from torchwm.envs import make
+
+        return make(self.env_id, image_size=self.image_size, action_repeat=self.action_repeat, camera=self.camera)
+
+
+DEFAULT_STORE_ROOT = os.path.join("runs", "data")
+"""where :meth:`CollectSpec.store_name` stores go when no path is given (relative to the working directory)"""
+
+
+def _check_int(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name}={value!r}: must be an integer >= {low}")
 
 
 def episode_seeds(seed: int, index: int) -> tuple[int, np.random.Generator]:
@@ -115,15 +168,12 @@ def episode_seeds(seed: int, index: int) -> tuple[int, np.random.Generator]:
 
 
 class EpisodeCollector:
-    """Owns one environment and writes whole episodes of ``spec`` into the store, one at a time."""
+    """Owns one environment and writes whole episodes of ``spec`` into the store at ``path``, one at a time."""
 
-    def __init__(self, spec: CollectSpec) -> None:
-        from torchwm.envs import make
-
+    def __init__(self, spec: CollectSpec, path: str) -> None:
         self.spec = spec
-        self.env = make(spec.env_id, image_size=spec.image_size, action_repeat=spec.action_repeat,
-                        camera=spec.camera)
-        self.store = TrajectoryStore(spec.path, check=False)
+        self.env = spec.make_env()
+        self.store = TrajectoryStore(path, check=False)
 
     def run(self, index: int) -> tuple[int, int]:
         """Collect and write episode ``index``; returns ``(index, n_frames)``."""
@@ -156,11 +206,11 @@ class EpisodeCollector:
 _WORKER: EpisodeCollector | None = None
 
 
-def _init_worker(spec: CollectSpec) -> None:
+def _init_worker(spec: CollectSpec, path: str) -> None:
     """Pool initializer: ignore Ctrl-C (the parent handles it) and build this process's environment."""
     global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _WORKER = EpisodeCollector(spec)
+    _WORKER = EpisodeCollector(spec, path)
 
 
 def _run_episode(index: int) -> tuple[int, int]:
@@ -171,35 +221,11 @@ def _run_episode(index: int) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------- public API
 
 
-def _check_args(env_id: str, episodes: int, steps: int, policy: str, workers: int, seed: int,
-                image_size: int, action_repeat: int, camera: int, noise_beta: float) -> None:
-    from torchwm.envs import parse_env_id
-
-    def is_int(x: object) -> bool:
-        return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-
-    for name, value, low in [("episodes", episodes, 1), ("steps", steps, 1), ("workers", workers, 1),
-                             ("seed", seed, 0), ("image_size", image_size, 1),
-                             ("action_repeat", action_repeat, 1), ("camera", camera, -1)]:
-        if not is_int(value) or value < low:
-            raise ValueError(f"{name}={value!r}: must be an integer >= {low}")
-    if policy not in POLICIES:
-        raise ValueError(f"unknown collection policy {policy!r}; valid policies: {', '.join(sorted(POLICIES))}")
-    if not 0.0 <= float(noise_beta) < 1.0:
-        raise ValueError(f"noise_beta={noise_beta!r}: must be in [0, 1)")
-    parse_env_id(env_id)
-
-
-def _open_store(env_id: str, path: str | os.PathLike, steps: int, policy: str, seed: int, image_size: int,
-                action_repeat: int, camera: int, noise_beta: float) -> TrajectoryStore:
-    """Open the store at ``path`` (checking it matches) or create it, probing the env for its dimensions."""
-    from torchwm.envs import make
-
-    env = make(env_id, image_size=image_size, action_repeat=action_repeat, camera=camera)
+def _open_store(spec: CollectSpec, path: str | os.PathLike) -> TrajectoryStore:
+    """Open the store at ``path`` (checking it matches ``spec``) or create it, probing the env for its dimensions."""
+    env = spec.make_env()
     try:
-        meta = StoreMeta(env_id=env_id, image_size=int(image_size), action_repeat=int(action_repeat),
-                         camera=int(camera), seed=int(seed), policy=policy, noise_beta=float(noise_beta),
-                         steps=int(steps), frame_shape=tuple(env.observation_space.shape),
+        meta = StoreMeta(**dataclasses.asdict(spec), frame_shape=tuple(env.observation_space.shape),
                          action_dim=int(env.action_space.shape[0]), state_dim=int(env.unwrapped.state_dim))
     finally:
         env.close()
@@ -220,13 +246,13 @@ def _collect_indices(store: TrajectoryStore, spec: CollectSpec, indices: list[in
                desc=f"collect {spec.env_id}", disable=not progress, dynamic_ncols=True)
     done_frames = 0
     with bar:
-        for n in _run_pool(spec, indices, workers):
+        for n in _run_pool(spec, os.fspath(store.path), indices, workers):
             done_frames += n
             bar.update(n)
         bar.total = done_frames  # episodes cut short by the task's time limit have fewer frames
 
 
-def _run_pool(spec: CollectSpec, indices: list[int], workers: int) -> Iterable[int]:
+def _run_pool(spec: CollectSpec, path: str, indices: list[int], workers: int) -> Iterable[int]:
     """Yield ``n_frames`` of each finished episode; workers write the episodes themselves.
 
     ``ProcessPoolExecutor`` rather than ``multiprocessing.Pool``: when a worker dies (OOM killer,
@@ -234,7 +260,7 @@ def _run_pool(spec: CollectSpec, indices: list[int], workers: int) -> Iterable[i
     task. On any exception (including Ctrl-C) the workers are terminated; finished episodes are on disk.
     """
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(spec,))
+                                   initializer=_init_worker, initargs=(spec, path))
     with _worker_render_threads(workers), _main_module_hidden():  # workers start at the first submits
         pending = {executor.submit(_run_episode, i): i for i in indices}
     finished = 0
@@ -248,7 +274,7 @@ def _run_pool(spec: CollectSpec, indices: list[int], workers: int) -> Iterable[i
                 except BrokenProcessPool as err:
                     raise RuntimeError(
                         f"a collection worker for {spec.env_id} died ({err}); {len(indices) - finished} of "
-                        f"{len(indices)} episodes were not collected. Finished episodes are kept in {spec.path}: "
+                        f"{len(indices)} episodes were not collected. Finished episodes are kept in {path}: "
                         "ensure_collected() (or `torchwm collect`) collects only the missing ones") from err
                 finished += 1
                 yield n
@@ -303,70 +329,45 @@ def _worker_render_threads(workers: int) -> Iterator[None]:
         del os.environ["LP_NUM_THREADS"]
 
 
-def collect(
-    env_id: str,
-    path: str | os.PathLike,
-    episodes: int,
-    steps: int,
-    policy: str = "random",
-    workers: int = 1,
-    seed: int = 0,
-    image_size: int = 64,
-    action_repeat: int = 1,
-    camera: int = -1,
-    noise_beta: float = 0.8,
-    progress: bool = True,
-) -> TrajectoryStore:
-    """Append ``episodes`` new reward-free episodes of ``steps`` env steps to the store at ``path``.
+def collect(spec: CollectSpec, path: str | os.PathLike, episodes: int, workers: int = 1,
+            progress: bool = True) -> TrajectoryStore:
+    """Append ``episodes`` new reward-free episodes collected as ``spec`` says to the store at ``path``.
 
     The store is created if needed; an existing one must have been collected with the same settings
     (else :class:`~torchwm.data.store.StoreError`). New episodes take the indices after the largest
-    stored one. ``policy`` is a name in :data:`POLICIES` ("random": i.i.d. uniform; "noise": AR(1)
-    correlated with coefficient ``noise_beta``). ``workers`` processes collect in parallel (1 = in this
-    process; the episodes are identical either way). If interrupted, finished episodes are kept.
+    stored one. ``spec.policy`` is a name in :data:`POLICIES` ("random": i.i.d. uniform; "noise": AR(1)
+    correlated with coefficient ``spec.noise_beta``). ``workers`` processes collect in parallel (the
+    episodes are identical with any number). If interrupted, finished episodes are kept.
 
-    Frames are uint8 ``(T+1, 3, image_size, image_size)`` per episode, ``T = steps`` unless the task's
+    Frames are uint8 ``(T+1, 3, image_size, image_size)`` per episode, ``T = spec.steps`` unless the task's
     time limit ends the episode first. Returns the reopened store.
     """
-    _check_args(env_id, episodes, steps, policy, workers, seed, image_size, action_repeat, camera, noise_beta)
-    store = _open_store(env_id, path, steps, policy, seed, image_size, action_repeat, camera, noise_beta)
+    _check_run(spec, episodes, workers)
+    store = _open_store(spec, path)
     start = max(store.indices, default=-1) + 1
-    spec = _spec(env_id, path, steps, policy, seed, image_size, action_repeat, camera, noise_beta)
     _collect_indices(store, spec, list(range(start, start + episodes)), workers, progress)
     return TrajectoryStore(path)
 
 
-def ensure_collected(
-    env_id: str,
-    path: str | os.PathLike,
-    episodes: int,
-    steps: int,
-    policy: str = "random",
-    workers: int = 1,
-    seed: int = 0,
-    image_size: int = 64,
-    action_repeat: int = 1,
-    camera: int = -1,
-    noise_beta: float = 0.8,
-    progress: bool = True,
-) -> TrajectoryStore:
+def ensure_collected(spec: CollectSpec, path: str | os.PathLike, episodes: int, workers: int = 1,
+                     progress: bool = True) -> TrajectoryStore:
     """Make sure the store at ``path`` holds episodes ``0 .. episodes-1``; collect only the missing ones.
 
     Reuses a matching existing store as is (nothing is re-collected; extra episodes beyond ``episodes``
     are kept), tops up a smaller one, and creates a new one. Settings must match as for :func:`collect`.
     """
-    _check_args(env_id, episodes, steps, policy, workers, seed, image_size, action_repeat, camera, noise_beta)
-    store = _open_store(env_id, path, steps, policy, seed, image_size, action_repeat, camera, noise_beta)
+    _check_run(spec, episodes, workers)
+    store = _open_store(spec, path)
     missing = [i for i in range(episodes) if i not in store]
     if not missing:
         return store
-    spec = _spec(env_id, path, steps, policy, seed, image_size, action_repeat, camera, noise_beta)
     _collect_indices(store, spec, missing, workers, progress)
     return TrajectoryStore(path)
 
 
-def _spec(env_id: str, path: str | os.PathLike, steps: int, policy: str, seed: int, image_size: int,
-          action_repeat: int, camera: int, noise_beta: float) -> CollectSpec:
-    return CollectSpec(env_id=env_id, path=os.fspath(path), steps=int(steps), policy=policy, seed=int(seed),
-                       image_size=int(image_size), action_repeat=int(action_repeat), camera=int(camera),
-                       noise_beta=float(noise_beta))
+def _check_run(spec: CollectSpec, episodes: int, workers: int) -> None:
+    if not isinstance(spec, CollectSpec):
+        raise TypeError(f"spec must be a CollectSpec, got {type(spec).__name__}")
+    _check_int("episodes", episodes, 1)
+    _check_int("workers", workers, 1)
+    spec.check()

@@ -1,13 +1,14 @@
 """Fixed-length training windows over a :class:`~torchwm.data.store.TrajectoryStore`.
 
-A window anchored at step ``t`` of an episode holds ``history`` frames up to and including ``o_t``,
-the ``horizon`` actions ``a_t .. a_{t+horizon-1}`` and the ``horizon`` frames they lead to::
+A window of ``length`` frames anchored at step ``t`` of an episode holds ``history`` frames up to and
+including ``o_t``, the ``F = length - history`` actions ``a_t .. a_{t+F-1}`` and the ``F`` frames they
+lead to::
 
-    frames  o_{t-history+1} .. o_t, o_{t+1} .. o_{t+horizon}      (history + horizon, 3, H, W) uint8
-    actions                  a_t .. a_{t+horizon-1}                (horizon, A)                  float32
-    states  the physics states of the same frames                 (history + horizon, S)        float64
+    frames  o_{t-history+1} .. o_t, o_{t+1} .. o_{t+F}      (length, 3, H, W)   uint8
+    actions                  a_t .. a_{t+F-1}               (F, A)              float32
+    states  the physics states of the same frames           (length, S)         float64
 
-Valid anchors are ``history - 1 <= t <= T - horizon`` for an episode of ``T`` steps. Items are read
+Valid anchors are ``history - 1 <= t <= T - F`` for an episode of ``T`` steps. Items are read
 from the store's memory maps (only the window is copied), which each process opens lazily, so the
 dataset works with ``DataLoader(num_workers > 0)`` under fork or spawn.
 """
@@ -29,27 +30,33 @@ class Window(NamedTuple):
     """One training window (batched by ``DataLoader`` into the same type with a leading batch dim)."""
 
     frames: torch.Tensor
-    """uint8 (history + horizon, 3, H, W)"""
+    """uint8 (length, 3, H, W)"""
     actions: torch.Tensor
-    """float32 (horizon, A)"""
+    """float32 (length - history, A)"""
     states: torch.Tensor
-    """float64 (history + horizon, S)"""
+    """float64 (length, S)"""
 
 
 class TrajectoryWindows(Dataset):
-    """Every valid ``(episode, t)`` window of ``store`` (see module docs), optionally over a subset.
+    """Every valid ``(episode, t)`` window of ``length`` frames in ``store`` (see module docs), the first
+    ``history`` of them the context, optionally over a subset of episodes.
 
     ``episodes``: indices of the episodes to use (e.g. from :func:`split_episodes`); default all.
     Episodes too short for one window are skipped; if none is long enough, ``ValueError``.
     """
 
-    def __init__(self, store: TrajectoryStore, history: int, horizon: int,
+    def __init__(self, store: TrajectoryStore, history: int, length: int,
                  episodes: Sequence[int] | None = None) -> None:
-        for name, value in (("history", history), ("horizon", horizon)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name}={value!r}: must be an integer >= 1")
+        for name, value, low in (("history", history, 1), ("length", length, 2)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name}={value!r}: must be an integer >= {low}")
+        if length <= history:
+            raise ValueError(f"length={length!r}: must be > history={history!r} (a window holds the history "
+                             "frames and at least one frame after them)")
         self.store = store
-        self.history, self.horizon = int(history), int(horizon)
+        self.history, self.length = int(history), int(length)
+        self.future = self.length - self.history
+        """frames after the anchor (and actions) in each window"""
         lengths = store.lengths
         if episodes is None:
             episodes = list(lengths)
@@ -61,14 +68,14 @@ class TrajectoryWindows(Dataset):
                                  f"({len(lengths)} episodes stored)")
         if not episodes:
             raise ValueError(f"no episodes to build windows from (store {store.path} holds {len(lengths)})")
-        need = self.history + self.horizon - 1  # steps T an episode needs for one window
+        need = self.length - 1  # steps T an episode needs for one window
         counts = np.array([max(0, lengths[i] - need + 1) for i in episodes], dtype=np.int64)
         if counts.sum() == 0:
             found = sorted({lengths[i] for i in episodes})
             raise ValueError(
-                f"no episode is long enough for history={self.history} + horizon={self.horizon}: a window "
-                f"needs episodes of >= {need} steps, the selected episodes have {found} steps; "
-                "collect longer episodes or reduce history/horizon")
+                f"no episode is long enough for windows of length={self.length}: a window needs episodes of "
+                f">= {need} steps, the selected episodes have {found} steps; collect longer episodes or use "
+                "shorter windows")
         keep = counts > 0
         self.episodes: list[int] = [i for i, k in zip(episodes, keep) if k]
         self._counts = counts[keep]
@@ -100,10 +107,10 @@ class TrajectoryWindows(Dataset):
     def __getitem__(self, item: int) -> Window:
         index, t = self.locate(int(item))
         ep = self._episode(index)
-        lo, hi = t - self.history + 1, t + self.horizon + 1
+        lo, hi = t - self.history + 1, t + self.future + 1
         return Window(
             frames=torch.from_numpy(np.array(ep.frames[lo:hi])),
-            actions=torch.from_numpy(np.array(ep.actions[t:t + self.horizon])),
+            actions=torch.from_numpy(np.array(ep.actions[t:t + self.future])),
             states=torch.from_numpy(np.array(ep.states[lo:hi])),
         )
 
@@ -114,7 +121,7 @@ class TrajectoryWindows(Dataset):
 
     def __repr__(self) -> str:
         return (f"TrajectoryWindows({len(self)} windows from {len(self.episodes)} episodes of "
-                f"{self.store.meta.env_id}, history={self.history}, horizon={self.horizon})")
+                f"{self.store.meta.env_id}, history={self.history}, length={self.length})")
 
 
 def split_episodes(store: TrajectoryStore | Sequence[int], heldout_fraction: float,

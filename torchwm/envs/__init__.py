@@ -3,8 +3,9 @@
 Importing this package registers ``torchwm/dmc-<domain>-<task>-v0`` with gymnasium.
 """
 
-from torchwm.envs.registry import env_ids, gym_id, make, parse_env_id, register_gymnasium_ids
+from torchwm.envs.domains import DOMAINS, DomainSpec
+from torchwm.envs.registry import env_domain, env_ids, gym_id, make, parse_env_id, register_gymnasium_ids
 
 register_gymnasium_ids()
 
-__all__ = ["env_ids", "gym_id", "make", "parse_env_id"]
+__all__ = ["DOMAINS", "DomainSpec", "env_domain", "env_ids", "gym_id", "make", "parse_env_id"]

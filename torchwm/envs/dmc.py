@@ -8,18 +8,17 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from torchwm.envs.goals import GOAL_SPECS
+from torchwm.config import EnvConfig
+from torchwm.envs.domains import domain_spec
 from torchwm.envs.rendering import configure_headless_gl
 
 configure_headless_gl()
 
-DEFAULT_CAMERA: dict[str, int] = {"quadruped": 2}
 SHADOW_MAP_SIZE = 1024
 """Shadow map side in pixels (dm_control's models ask for 2048). The shadow pass is most of the cost of
 a small frame with Mesa's software renderer: measured at 64x64, one render thread, 1024 instead of
 2048 takes point_mass from 98 to 152 frames/s (identical pixels) and reacher from 66 to 103 frames/s
 (mean absolute pixel difference 0.015 of 255)."""
-"""Camera per domain when ``camera=-1`` (0 otherwise), as in common pixel-based dm_control setups."""
 
 
 class DMCEnv(gym.Env):
@@ -27,13 +26,14 @@ class DMCEnv(gym.Env):
 
     Observations are ``uint8`` images of shape ``(3, image_size, image_size)``; actions are ``float32``
     vectors in the task's bounds (``Box`` from the action spec; out-of-bounds values are clipped). Each
-    ``step`` repeats the action ``action_repeat`` times and returns the summed task reward. Episodes
+    ``step`` repeats the action ``action_repeat`` times and returns the summed task reward. ``camera=-1``
+    and ``action_repeat=0`` take the domain's own (:class:`~torchwm.envs.domains.DomainSpec`). Episodes
     end with ``truncated=True`` at the task's time limit (``terminated`` only if the task sets a zero
     discount).
 
     ``info`` always holds ``"state"``: the physics state (``physics.get_state()``, float64).
 
-    Goal-conditioned domains (those in :data:`torchwm.envs.goals.GOAL_SPECS`): each ``reset`` also
+    Goal-conditioned domains (a :class:`~torchwm.envs.domains.DomainSpec` with a ``goal``): each ``reset`` also
     draws a reachable goal state from the env's seeded RNG (reacher: ``goal_steps`` steps ahead of the
     start on a random-action trajectory; point_mass: at rest anywhere in the arena). The reset ``info`` holds ``"goal_image"`` (3, H, W) and ``"goal_state"``; every
     ``info`` holds the physics ``"distance"`` to the goal and ``"success"`` (distance below the domain's
@@ -47,16 +47,16 @@ class DMCEnv(gym.Env):
         domain: str,
         task: str,
         image_size: int = 64,
-        action_repeat: int = 1,
-        camera: int = -1,
-        goal_steps: int = 25,
+        action_repeat: int = EnvConfig.action_repeat,
+        camera: int = EnvConfig.camera,
+        goal_steps: int = EnvConfig.goal_steps,
         seed: int | None = None,
         render_mode: str | None = "rgb_array",
     ) -> None:
         if image_size < 1:
             raise ValueError(f"image_size={image_size!r}: must be >= 1")
-        if action_repeat < 1:
-            raise ValueError(f"action_repeat={action_repeat!r}: must be >= 1")
+        if action_repeat < 0:
+            raise ValueError(f"action_repeat={action_repeat!r}: must be >= 1, or 0 for the domain's default")
         if goal_steps < 1:
             raise ValueError(f"goal_steps={goal_steps!r}: must be >= 1")
         if render_mode not in (None, "rgb_array"):
@@ -64,15 +64,17 @@ class DMCEnv(gym.Env):
         from dm_control import suite
 
         self.domain, self.task = domain, task
+        self.domain_spec = domain_spec(domain)
+        """what torchwm knows about this domain (:class:`~torchwm.envs.domains.DomainSpec`)"""
         self.image_size = image_size
-        self.action_repeat = action_repeat
-        self.camera = DEFAULT_CAMERA.get(domain, 0) if camera < 0 else camera
+        self.action_repeat = action_repeat or self.domain_spec.action_repeat
+        self.camera = self.domain_spec.camera if camera < 0 else camera
         self.goal_steps = goal_steps
         self.render_mode = render_mode
         self._dmc = suite.load(domain, task, task_kwargs={"random": 0})
         quality = self._dmc.physics.model.vis.quality
         quality.shadowsize = min(int(quality.shadowsize), SHADOW_MAP_SIZE)  # before the first render
-        self._goal_spec = GOAL_SPECS.get(domain)
+        self._goal_spec = self.domain_spec.goal
         self._initial_seed = seed
         self._episode_over = True
 

@@ -10,19 +10,17 @@ state, never from pixels. Two samplers exist:
   barely move the point mass: 25 steps travel a median 0.003, below the 0.015 target radius, so a
   rollout goal would be reached at the start.)
 
-To support another domain, write a :class:`GoalSpec` and add it to :data:`GOAL_SPECS`.
-See ``docs/goals.md``.
+A domain's protocol is the ``goal`` of its :class:`~torchwm.envs.domains.DomainSpec`; see ``docs/goals.md``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from torchwm.envs.dmc import DMCEnv
+DMCEnv = Any  # torchwm.envs.dmc.DMCEnv (not imported: the env reads its goals from here)
 
 
 class GoalSpec(Protocol):
@@ -92,9 +90,3 @@ class JointAngleGoal:
     def threshold(self, physics) -> float:
         return self.tolerance
 
-
-GOAL_SPECS: dict[str, GoalSpec] = {
-    "point_mass": PositionGoal(joints=("root_x", "root_y"), radius_geom="target"),
-    "reacher": JointAngleGoal(joints=("shoulder", "wrist"), tolerance=0.05),
-}
-"""Domains with a goal-reaching protocol, keyed by dm_control domain name."""

@@ -1,51 +1,34 @@
-"""Environment ids: ``make("dmc:<domain>-<task>")`` and gymnasium ids ``torchwm/dmc-<domain>-<task>-v0``."""
+"""Making environments: ``make("dmc:<domain>-<task>")``, their domain specs, and the gymnasium ids
+``torchwm/dmc-<domain>-<task>-v0`` (ids themselves: :mod:`torchwm.envs.ids`)."""
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import gymnasium as gym
 
-from torchwm.envs.rendering import configure_headless_gl
+from torchwm.config import EnvConfig
+from torchwm.envs.domains import DomainSpec, domain_spec
+from torchwm.envs.ids import dmc_tasks, env_ids, gym_id, gym_name, parse_env_id
 
-configure_headless_gl()
-
-DMC_PREFIX = "dmc:"
-GYM_NAMESPACE = "torchwm"
-
-
-@lru_cache(maxsize=1)
-def _dmc_tasks() -> tuple[tuple[str, str], ...]:
-    from dm_control import suite
-
-    return tuple(sorted(suite.ALL_TASKS))
+__all__ = ["env_domain", "env_ids", "gym_id", "make", "make_env", "parse_env_id", "register_gymnasium_ids"]
 
 
-def env_ids() -> list[str]:
-    """Every id :func:`make` accepts, e.g. ``"dmc:reacher-easy"``, sorted."""
-    return [f"{DMC_PREFIX}{domain}-{task}" for domain, task in _dmc_tasks()]
-
-
-def parse_env_id(env_id: str) -> tuple[str, str]:
-    """``"dmc:reacher-easy"`` → ``("reacher", "easy")``; an unknown id raises ``ValueError`` listing valid ids."""
-    if isinstance(env_id, str) and env_id.startswith(DMC_PREFIX):
-        domain, sep, task = env_id[len(DMC_PREFIX):].partition("-")
-        if sep and (domain, task) in _dmc_tasks():
-            return domain, task
-    raise ValueError(f"unknown environment id {env_id!r}; valid ids: {', '.join(env_ids())}")
+def env_domain(env_id: str) -> DomainSpec:
+    """The :class:`~torchwm.envs.domains.DomainSpec` of ``env_id``'s domain (``ValueError`` for an unknown id)."""
+    return domain_spec(parse_env_id(env_id)[0])
 
 
 def make(
     env_id: str,
     image_size: int = 64,
-    action_repeat: int = 1,
+    action_repeat: int = EnvConfig.action_repeat,
     seed: int | None = None,
-    camera: int = -1,
-    goal_steps: int = 25,
+    camera: int = EnvConfig.camera,
+    goal_steps: int = EnvConfig.goal_steps,
 ) -> gym.Env:
     """Build a pixel environment (see :class:`torchwm.envs.dmc.DMCEnv`).
 
     ``seed`` seeds the first ``reset()`` called without a seed. Observations are uint8 ``(3, H, W)``.
+    ``action_repeat=0`` and ``camera=-1`` take the domain's defaults (:func:`env_domain`).
     """
     domain, task = parse_env_id(env_id)
     from torchwm.envs.dmc import DMCEnv
@@ -57,16 +40,10 @@ def make(
 make_env = make
 
 
-def gym_id(env_id: str) -> str:
-    """``"dmc:reacher-easy"`` → ``"torchwm/dmc-reacher-easy-v0"``."""
-    domain, task = parse_env_id(env_id)
-    return f"{GYM_NAMESPACE}/dmc-{domain}-{task}-v0"
-
-
 def register_gymnasium_ids() -> None:
     """Register every suite task with gymnasium (idempotent)."""
-    for domain, task in _dmc_tasks():
-        name = f"{GYM_NAMESPACE}/dmc-{domain}-{task}-v0"
+    for domain, task in dmc_tasks():
+        name = gym_name(domain, task)
         if name not in gym.registry:
             gym.register(id=name, entry_point="torchwm.envs.dmc:DMCEnv",
                          kwargs={"domain": domain, "task": task})

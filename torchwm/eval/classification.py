@@ -86,20 +86,6 @@ class ImageProbeEvaluator:
                  batch_size: int = 128) -> None:
         self.train_set, self.val_set, self.k, self.device, self.batch_size = train_set, val_set, k, device, batch_size
 
-    @classmethod
-    def for_config(cls, cfg, device: str | torch.device = "cpu") -> ImageProbeEvaluator | None:
-        """Probe on ``root_path/image_folder`` → ``root_path/pretrain.val_folder``; None without a val folder."""
-        import os
-
-        from torchwm.data.images import eval_transform, open_image_folder
-
-        val = cfg.pretrain.val_folder
-        if not val or not os.path.isdir(os.path.join(cfg.root_path, val)):
-            return None
-        transform = eval_transform(cfg.image_size)
-        return cls(open_image_folder(cfg.root_path, cfg.image_folder, transform),
-                   open_image_folder(cfg.root_path, val, transform), cfg.pretrain.knn_k, device)
-
     def __call__(self, model: nn.Module, step: int) -> dict[str, float]:
         encoder = getattr(model, "backbone", model)
         return probe_encoder(encoder, self.train_set, self.val_set, self.k, self.batch_size, self.device).as_scalars()

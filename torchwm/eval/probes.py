@@ -5,51 +5,23 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-
-# reacher.xml: the hand joint sits 0.12 m from the shoulder, the fingertip 0.12 m from the hand joint
-REACHER_LINKS = (0.12, 0.12)
-
-PROBE_KINDS = ("positions", "joints")
+from torchwm.envs.registry import env_domain
 
 
 def probe_targets(env_id: str, states: np.ndarray | torch.Tensor, kind: str = "positions") -> np.ndarray:
     """What a probe should read from a frame: ``(N, S)`` physics states → ``(N, F)`` float64 targets.
 
-    Positions only (velocity is not visible in one frame). ``kind="positions"`` gives where the bodies
-    are in the arena plane (metres): for reacher the (x, y) of the elbow and of the fingertip, computed
-    from the joint angles; for point_mass the (x, y) of the mass. ``kind="joints"`` gives the joint
-    coordinates: for reacher sin and cos of both joint angles (the wrist angle is relative to the upper
-    arm, so its sine is the sign of the bend: not a linear function of anything drawn in the frame).
-    Other domains, either kind: the first half of the state (dm_control orders it ``qpos, qvel``, so
-    this is ``qpos`` for models without actuator state).
+    Positions only (velocity is not visible in one frame); the domain's spec says what they are
+    (:class:`~torchwm.envs.domains.DomainSpec`): for reacher ``kind="positions"`` is the (x, y) of the
+    elbow and the fingertip and ``kind="joints"`` sin and cos of both joint angles; for point_mass the
+    mass's (x, y); for other domains the joint positions (the first half of the state).
     """
-    if kind not in PROBE_KINDS:
-        raise ValueError(f"probe kind must be one of {PROBE_KINDS}, not {kind!r}")
-    states = np.asarray(states, dtype=np.float64)
-    domain = _domain(env_id)
-    if domain == "reacher":
-        angles = states[:, :2]
-        if kind == "joints":
-            return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
-        shoulder, hand = angles[:, 0], angles[:, 0] + angles[:, 1]
-        elbow = REACHER_LINKS[0] * np.stack([np.cos(shoulder), np.sin(shoulder)], axis=1)
-        tip = elbow + REACHER_LINKS[1] * np.stack([np.cos(hand), np.sin(hand)], axis=1)
-        return np.concatenate([elbow, tip], axis=1)
-    if domain == "point_mass":
-        return states[:, :2]
-    return states[:, : max(1, states.shape[1] // 2)]
+    return env_domain(env_id).probe_targets(_np(states), kind)
 
 
 def probe_kinds(env_id: str) -> tuple[str, ...]:
-    """The probe kinds with distinct targets for ``env_id``: both for reacher; ``("positions",)`` elsewhere,
-    where the joint coordinates are the positions."""
-    return PROBE_KINDS if _domain(env_id) == "reacher" else PROBE_KINDS[:1]
-
-
-def _domain(env_id: str) -> str:
-    from torchwm.envs.registry import parse_env_id
-
-    return parse_env_id(env_id)[0]
+    """The probe kinds with distinct targets for ``env_id`` (``"positions"`` first)."""
+    return env_domain(env_id).probe_kinds
 
 
 class LinearProbe:

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from torchwm.config import PlanningConfig as Defaults
 from torchwm.planning.base import Planner, PlanResult, check, is_int, is_real
 
 
@@ -15,15 +16,17 @@ class CEM(Planner):
     Each iteration draws ``samples`` sequences ``(horizon, A)`` per episode around the mean (the mean
     itself is one of them), clamps them to the bounds, scores all E*samples in one ``model.rollout``,
     and refits mean and std to the elites (blended with the old ones by ``momentum``; std floored at
-    ``min_std``). ``init_std`` and ``min_std`` are fractions of half the action range.
+    ``min_std``). ``init_std`` and ``min_std`` are fractions of half the action range. Defaults are those of
+    the ``planning`` config section.
 
     ``plan(model, context (E, C), goal (E, D), low (A,), high (A,), init_mean (E, horizon, A))``
     → :class:`PlanResult` with ``actions (E, horizon, A)``: the cheapest sequence evaluated.
     """
 
-    def __init__(self, samples: int = 300, elites: int = 30, iterations: int = 10, horizon: int = 5,
-                 init_std: float = 1.0, min_std: float = 0.05, momentum: float = 0.0, cost: str = "l2",
-                 cost_steps: str = "final") -> None:
+    def __init__(self, samples: int = Defaults.samples, elites: int = Defaults.elites,
+                 iterations: int = Defaults.iterations, horizon: int = Defaults.horizon,
+                 init_std: float = Defaults.init_std, min_std: float = 0.05, momentum: float = 0.0,
+                 cost: str = Defaults.cost, cost_steps: str = Defaults.cost_steps) -> None:
         super().__init__(samples, iterations, horizon, init_std, cost, cost_steps)
         self.elites = check("elites", elites, is_int(elites) and 1 <= elites <= samples,
                             f"an int in [1, samples={samples}]")

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from torchwm.config import PlanningConfig as Defaults
 from torchwm.planning.base import Planner, PlanResult, check, is_real
 
 
@@ -24,8 +25,10 @@ class MPPI(Planner):
     the final mean).
     """
 
-    def __init__(self, samples: int = 300, iterations: int = 10, horizon: int = 5, init_std: float = 1.0,
-                 temperature: float = 0.5, cost: str = "l2", cost_steps: str = "final") -> None:
+    def __init__(self, samples: int = Defaults.samples, iterations: int = Defaults.iterations,
+                 horizon: int = Defaults.horizon, init_std: float = Defaults.init_std,
+                 temperature: float = Defaults.temperature, cost: str = Defaults.cost,
+                 cost_steps: str = Defaults.cost_steps) -> None:
         super().__init__(samples, iterations, horizon, init_std, cost, cost_steps)
         self.temperature = float(check("temperature", temperature, is_real(temperature) and temperature > 0,
                                        "a number > 0"))

@@ -1,5 +1,5 @@
-"""Image pretraining of the spatial encoder (I-JEPA)."""
+"""Pretraining of the spatial encoder, one module per method: I-JEPA on images (:mod:`~torchwm.pretrain.ijepa`)."""
 
-from torchwm.pretrain.ijepa import IJEPA, build_ijepa, mask_sampler_for
+from torchwm.pretrain.ijepa import IJEPA, build_ijepa
 
-__all__ = ["IJEPA", "build_ijepa", "mask_sampler_for"]
+__all__ = ["IJEPA", "build_ijepa"]

@@ -12,18 +12,15 @@ is the pretrained backbone (it is what I-JEPA evaluates and what :func:`torchwm.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from torchwm.ema import EMA, momentum_schedule
-from torchwm.losses import covariance_loss, variance_loss
+from torchwm.losses import LossOutput, covariance_loss, variance_loss
 from torchwm.masks import MaskBatch, apply_masks
 from torchwm.nn.encoders import SpatialEncoder
 from torchwm.nn.masked_predictor import MaskedPredictor
-from torchwm.world_model import LossOutput
 
 
 class IJEPA(nn.Module):
@@ -80,27 +77,9 @@ class IJEPA(nn.Module):
         self.target_encoder.update(self.encoder, momentum_schedule(step, total_steps, self.ema_start, self.ema_end))
 
 
-def build_ijepa(cfg: Any) -> IJEPA:
-    """The I-JEPA model a :class:`~torchwm.config.JEPAConfig` describes (top-level ViT fields, ``pretrain``)."""
-    p = cfg.pretrain
-    encoder = SpatialEncoder.vit(cfg.image_size, cfg.patch_size, cfg.embed_dim, cfg.num_layers, cfg.num_heads)
-    predictor = MaskedPredictor(encoder.grid_size, encoder.embed_dim, p.predictor_dim, p.predictor_depth,
-                                p.predictor_heads)
-    return IJEPA(encoder, predictor, p.ema_start, p.ema_end, var_weight=p.var_weight, cov_weight=p.cov_weight)
-
-
-def mask_sampler_for(cfg: Any, grid: tuple[int, int]):
-    """The mask sampler ``cfg.pretrain.mask`` names, over a ``grid`` of patches."""
-    from torchwm.masks import BlockMask, MultiBlockMask, RandomMask
-
-    p = cfg.pretrain
-    target_scale = (p.target_scale_min, p.target_scale_max)
-    target_aspect = (p.target_aspect_min, p.target_aspect_max)
-    if p.mask == "multiblock":
-        return MultiBlockMask(grid, num_targets=p.num_targets, target_scale=target_scale, target_aspect=target_aspect,
-                              context_scale=(p.context_scale_min, p.context_scale_max), min_keep=p.min_keep)
-    if p.mask == "block":
-        return BlockMask(grid, scale=target_scale, aspect=target_aspect, min_keep=p.min_keep)
-    if p.mask == "random":
-        return RandomMask(grid, cfg.mask_ratio)
-    raise ValueError(f"pretrain.mask={p.mask!r}: unknown; allowed: 'block', 'multiblock', 'random'")
+def build_ijepa(encoder: SpatialEncoder, *, predictor_dim: int, predictor_depth: int, predictor_heads: int,
+                ema_start: float, ema_end: float, var_weight: float = 0.0, cov_weight: float = 0.0) -> IJEPA:
+    """I-JEPA around a ViT ``encoder``: a narrow predictor (``predictor_depth`` blocks of ``predictor_dim``
+    with ``predictor_heads`` heads) over its patch grid, and an EMA target encoder."""
+    predictor = MaskedPredictor(encoder.grid_size, encoder.embed_dim, predictor_dim, predictor_depth, predictor_heads)
+    return IJEPA(encoder, predictor, ema_start, ema_end, var_weight=var_weight, cov_weight=cov_weight)

@@ -7,27 +7,29 @@ from typing import Any
 import numpy as np
 import torch
 
+from torchwm.envs.registry import env_domain
+
 
 def state_labels(env_id: str, states: np.ndarray, bins: int = 8) -> tuple[list[str], list[list[str]]]:
     """Physics states ``(N, S)`` → ``(header, rows)`` of readable, binned labels for the projector.
 
-    reacher: each joint angle in ``bins`` sectors (e.g. "shoulder 45..90"); point_mass: x and y in
-    ``bins`` equal-width bins over the arena; other domains: the first two state values in quantile bins.
+    One column per position coordinate of the domain (:class:`~torchwm.envs.domains.Coordinate`): a hinge
+    in ``bins`` sectors of the circle (e.g. "shoulder_deg 45..90"), a slide in ``bins`` equal-width bins
+    over its range; a domain without coordinates gets the first two state values in quantile bins.
     """
     states = np.asarray(states, dtype=np.float64)
-    from torchwm.envs.registry import parse_env_id
-
-    domain = parse_env_id(env_id)[0]
-    if domain == "reacher":
-        width = 360 // bins
-        degrees = np.degrees(np.mod(states[:, :2], 2 * np.pi)).astype(int) // width * width
-        header = ["shoulder_deg", "wrist_deg"]
-        columns = [[f"{d}..{d + width}" for d in degrees[:, j]] for j in range(2)]
-    elif domain == "point_mass":
-        edges = np.linspace(-0.3, 0.3, bins + 1)
-        header = ["x", "y"]
-        columns = [_binned(states[:, j], edges) for j in range(2)]
-    else:
+    coordinates = env_domain(env_id).coordinates
+    header, columns = [], []
+    for j, c in enumerate(coordinates):
+        if c.kind == "hinge":
+            width = 360 // bins
+            degrees = np.degrees(np.mod(states[:, j], 2 * np.pi)).astype(int) // width * width
+            header.append(f"{c.joint}_deg")
+            columns.append([f"{d}..{d + width}" for d in degrees])
+        else:
+            header.append(c.joint)
+            columns.append(_binned(states[:, j], np.linspace(c.low, c.high, bins + 1)))
+    if not coordinates:
         header = ["state0", "state1"][: min(2, states.shape[1])]
         columns = [_binned(states[:, j], np.quantile(states[:, j], np.linspace(0, 1, bins + 1)))
                    for j in range(len(header))]

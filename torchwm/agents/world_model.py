@@ -1,0 +1,277 @@
+"""World-model training and zero-shot planning from collected trajectories, as one job's agent.
+
+The only code that turns the world-model part of a config (``env``, ``data``, ``model``, ``train``,
+``planning`` and the top-level sizes) into objects: the collection spec and store, the training windows,
+the model, the trainer's evaluator, the planner and the evaluation environments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from torchwm.agents.base import JEPAAgent, model_alias
+from torchwm.data.collect import DEFAULT_STORE_ROOT, CollectSpec
+from torchwm.nn.encoders import SpatialEncoder
+from torchwm.world_model import WorldModel, build_world_model
+
+
+class WorldModelAgent(JEPAAgent, job="world_model"):
+    """Collect → train → plan / evaluate (``dataset: trajectories``); ``model`` is the trained
+    :class:`~torchwm.world_model.WorldModel` (also ``world_model``)."""
+
+    world_model = model_alias("the trained or loaded :class:`~torchwm.world_model.WorldModel` (None before)")
+
+    # ------------------------------------------------------------------------------------------ data
+    def collect_spec(self) -> CollectSpec:
+        """How the config's episodes are collected."""
+        c = self.cfg
+        return CollectSpec(c.env.id, c.data.steps, policy=c.data.policy, seed=c.seed, image_size=c.image_size,
+                           action_repeat=c.env.action_repeat, camera=c.env.camera, noise_beta=c.data.noise_beta)
+
+    def store_path(self) -> Path:
+        """``data.path``, or a folder under ``runs/data`` named after the collection spec (shared by runs that
+        collect alike)."""
+        return Path(self.cfg.data.path or Path(DEFAULT_STORE_ROOT) / self.collect_spec().store_name())
+
+    def collect(self):
+        """Collect (or reuse) the reward-free trajectory store of the config; returns it."""
+        from torchwm.data.collect import ensure_collected
+
+        d = self.cfg.data
+        return ensure_collected(self.collect_spec(), self.store_path(), d.episodes, workers=d.workers,
+                                progress=self.cfg.logging.progress)
+
+    @property
+    def sequence_length(self) -> int:
+        """Frames per training sequence: ``train.sequence_length``, or one window of history + horizon."""
+        c = self.cfg
+        return c.train.sequence_length or c.model.history + c.predict_horizon
+
+    def datasets(self, store):
+        """``(train windows, held-out windows or None)``: training sequences of :attr:`sequence_length` frames
+        from the training episodes; held-out windows of history + 2 x horizon frames."""
+        from torchwm.data import TrajectoryWindows, split_episodes
+
+        c = self.cfg
+        train_eps, heldout_eps = split_episodes(store, c.data.heldout_fraction, seed=c.seed)
+        train_set = TrajectoryWindows(store, c.model.history, self.sequence_length, episodes=train_eps)
+        heldout = (TrajectoryWindows(store, c.model.history, c.model.history + 2 * c.predict_horizon,
+                                     episodes=heldout_eps) if heldout_eps else None)
+        return train_set, heldout
+
+    def make_env(self):
+        """An environment as the config describes it (goals included, for evaluation)."""
+        from torchwm.envs import make
+
+        e = self.cfg.env
+        return make(e.id, image_size=self.cfg.image_size, action_repeat=e.action_repeat, camera=e.camera,
+                    goal_steps=e.goal_steps)
+
+    def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)`` of the environment's action space."""
+        env = self.make_env()
+        try:
+            return env.action_space.low.copy(), env.action_space.high.copy()
+        finally:
+            env.close()
+
+    # ----------------------------------------------------------------------------------------- model
+    def build_model(self, action_low: Any, action_high: Any, encoder: SpatialEncoder | None = None) -> WorldModel:
+        """The world model the config describes for these action bounds ``(A,)``.
+
+        The spatial encoder is ``encoder`` when given; else, with ``model.pretrained`` set, the encoder saved
+        there (its architecture comes with its weights: ``model.encoder`` and the ViT sizes are not used);
+        else a new one. New weights are drawn from torch's global RNG.
+        """
+        from torchwm.backbone import pretrained_encoder
+        from torchwm.nn.encoders import build_spatial_encoder
+
+        c, m, t = self.cfg, self.cfg.model, self.cfg.train
+        if encoder is None and m.pretrained:
+            encoder = pretrained_encoder(m.pretrained, c.image_size)
+        if encoder is None:
+            encoder = build_spatial_encoder(m.encoder, c.image_size, c.patch_size, c.embed_dim, c.num_layers,
+                                            c.num_heads, conv_width=m.conv_width, timm_model=m.timm_model,
+                                            conv_head=m.conv_head, keypoints=m.keypoints)
+        return build_world_model(encoder, action_low, action_high, history=m.history, horizon=c.predict_horizon,
+                                 temporal_hidden=m.temporal_hidden, predictor_hidden=m.predictor_hidden,
+                                 predictor_depth=m.predictor_depth, var_weight=t.var_weight, cov_weight=t.cov_weight,
+                                 ema_momentum=t.ema_momentum if t.ema else None,
+                                 vicreg_within_sequence=t.vicreg_within_sequence)
+
+    def _model_from_state(self, state: dict[str, Any]) -> WorldModel:
+        """The saved encoder spec rebuilds the encoder (a ``model.pretrained`` file need not exist any more)."""
+        weights = state["model"]
+        encoder = SpatialEncoder.from_spec(state["encoder_spec"]) if "encoder_spec" in state else None
+        model = self.build_model(weights["action_low"], weights["action_high"], encoder=encoder)
+        model.load_state_dict(weights)
+        return model
+
+    # -------------------------------------------------------------------------------------- training
+    def train(self) -> dict[str, Any]:
+        """Collect (or reuse) the data, train (or resume) the world model; returns the final metrics."""
+        self._prepare_run_dir()
+        store = self.collect()
+        train_set, heldout = self.datasets(store)
+        low, high = self.action_bounds()
+        torch.manual_seed(self.cfg.seed)  # the initial weights follow the config's seed
+        model = self.build_model(low, high)
+        evaluator = self._held_out_evaluator(store, train_set, heldout)
+        trainer = self._trainer(model, train_set, self._total_steps(len(train_set)),
+                                batch_fn=lambda w: (w.frames, w.actions), evaluate=evaluator,
+                                visualize=evaluator.figures)
+        try:
+            trainer.fit()
+            if trainer.writer is not None:
+                evaluator.projector(model, trainer.step, trainer.writer)
+        finally:
+            trainer.close()
+        self.model = model
+        return self._finish(trainer)
+
+    def _held_out_evaluator(self, store, train_set, heldout):
+        from torchwm.eval.heldout import HeldOutEvaluator
+
+        c = self.cfg
+        return HeldOutEvaluator(c.env.id, store, train_set, heldout, c.model.history, self.device, seed=c.seed)
+
+    def describe(self, metrics: dict[str, Any]) -> str:
+        keys = sorted((k for k in metrics if k.startswith("eval/pred_over_copy_step")),
+                      key=lambda k: int(k.rsplit("step", 1)[1]))
+        ratios = ", ".join(f"{metrics[k]:.2f}" for k in keys)
+        return (f"trained {metrics.get('steps', 0)} steps; held-out prediction error / copy-last per step: [{ratios}]; "
+                f"probe R^2 {metrics.get('eval/probe_r2', float('nan')):.3f}; model: {self.run.model}")
+
+    def visualize(self, images: str | Path | None = None, count: int | None = None) -> list[Path]:
+        """The latent-rollout views of training (PCA of predicted vs actual trajectories, error by horizon
+        step, "imagined" retrieval strip) and the embedding projector, for the trained or loaded model.
+        Writes ``run_dir/figures/*.png`` and TensorBoard. ``images`` and ``count`` are for image runs."""
+        if images is not None:
+            raise ValueError("images: a world model draws its rollouts on its held-out episodes; a folder of "
+                             "images is for the mask figures of image-pretraining runs")
+        model = self._require_model()
+        store = self.collect()
+        evaluator = self._held_out_evaluator(store, *self.datasets(store))
+        with self._writer() as writer:
+            views = evaluator.figures(model, self.trained_steps, writer, save_dir=self.run.figures_dir)
+            if writer is not None:
+                evaluator.projector(model, self.trained_steps, writer)
+        return [self.run.figures_dir / f"{tag.split('/')[-1]}.png" for tag in views]
+
+    # -------------------------------------------------------------------------------------- planning
+    def planner(self):
+        """The planner ``cfg.planning`` describes (CEM or MPPI)."""
+        from torchwm.planning import make_planner
+
+        p = self.cfg.planning
+        kwargs: dict[str, Any] = dict(samples=p.samples, iterations=p.iterations, horizon=p.horizon,
+                                      init_std=p.init_std, cost=p.cost, cost_steps=p.cost_steps)
+        if p.planner == "cem":
+            kwargs["elites"] = p.elites
+        else:
+            kwargs["temperature"] = p.temperature
+        return make_planner(p.planner, **kwargs)
+
+    def controller(self):
+        """A warm-started MPC controller (:class:`~torchwm.planning.MPCController`) for E episodes at once."""
+        from torchwm.planning import MPCController
+
+        return MPCController(self._require_model(), self.planner(), execute_steps=self.cfg.planning.execute_steps)
+
+    @torch.no_grad()
+    def plan(self, frames_history: Any, goal_image: Any) -> np.ndarray:
+        """One planning call: ``frames_history`` uint8 ``(h, 3, H, W)`` (or one frame ``(3, H, W)``; older
+        frames are padded by repeating the first) and ``goal_image`` ``(3, H, W)`` → the first action ``(A,)``.
+
+        Stateless (no warm start); for closed-loop control use :meth:`controller`.
+        """
+        model = self._require_model()
+        size = self.cfg.image_size
+        frames = torch.as_tensor(np.asarray(frames_history), device=self.device)
+        if frames.dim() == 3:
+            frames = frames[None]
+        if frames.dim() != 4 or tuple(frames.shape[1:]) != (3, size, size):
+            raise ValueError(f"frames_history must be (h, 3, {size}, {size}), got {tuple(frames.shape)}")
+        h = model.history
+        frames = torch.cat([frames[:1].expand(max(h - len(frames), 0), -1, -1, -1), frames])[-h:]
+        goal = torch.as_tensor(np.asarray(goal_image), device=self.device)
+        context = model.context(model.encode(frames)[None])
+        result = self.planner().plan(model, context, model.encode(goal[None]), model.action_low, model.action_high)
+        return result.actions[0, 0].cpu().numpy()
+
+    def evaluate(self, episodes: int | None = None, seed: int | None = None, parallel: int | None = None,
+                 baseline: bool = True, videos: int | None = None):
+        """Goal-reaching episodes with the planner (and a random-policy baseline on the same starts and goals).
+
+        Writes ``run_dir/eval/goal_reaching.json`` and GIFs ``run_dir/eval/videos/*.gif`` (observation
+        beside the goal), logs success rates and videos to TensorBoard, and returns the
+        :class:`~torchwm.eval.goal_reaching.GoalReaching` results (``print(result)`` shows a table).
+        """
+        from torchwm.eval.goal_reaching import GoalReaching, RandomPolicy, episode_seeds, run_episodes, save_gif
+        from torchwm.runs import write_json
+
+        c, p = self.cfg, self.cfg.planning
+        model = self._require_model()
+        episodes = p.eval_episodes if episodes is None else episodes
+        seed = c.seed if seed is None else seed
+        parallel = p.parallel if parallel is None else parallel
+        videos = p.videos if videos is None else videos
+        seeds = episode_seeds(seed, episodes)
+        result = GoalReaching(c.env.id, seeds, p.episode_steps)
+        controller = self.controller()
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed)  # the planner's samples: the same seed gives the same evaluation
+            traces: list[dict[str, np.ndarray]] = []
+            result.results["planner"], clips = run_episodes(
+                self.make_env, _NumpyController(controller), seeds, p.episode_steps, parallel=parallel,
+                record=videos, progress=c.logging.progress, desc=f"plan ({p.planner})", traces=traces)
+        if baseline:
+            low, high = model.action_low.cpu().numpy(), model.action_high.cpu().numpy()
+            result.results["random"], _ = run_episodes(
+                self.make_env, RandomPolicy(low, high, seed), seeds, p.episode_steps, parallel=parallel,
+                progress=c.logging.progress, desc="random")
+        out = self.run.eval_dir
+        write_json(out / "goal_reaching.json", {**result.to_dict(), "planning": c.to_dict()["planning"]})
+        paths = [save_gif(v, out / "videos" / f"episode_{i:02d}.gif") for i, v in enumerate(clips)]
+        self._log_evaluation(result, clips, traces)
+        self.evaluation, self.videos = result, paths
+        return result
+
+    def _log_evaluation(self, result, clips: list[np.ndarray], traces: list[dict[str, np.ndarray]]) -> None:
+        if not self.cfg.logging.tensorboard:
+            return
+        from torchwm.viz.planning import episode_trace_figure
+
+        step = self.trained_steps
+        with self._writer() as writer:
+            for name, r in result.results.items():
+                writer.add_scalar(f"goal_reaching/{name}_success_rate", r.rate, step)
+                writer.add_scalar(f"goal_reaching/{name}_final_distance", float(r.final_distance.mean()), step)
+            writer.add_scalar("goal_reaching/ms_per_step", result.results["planner"].ms_per_step, step)
+            for i, clip in enumerate(clips):  # frames as an image strip (add_video needs moviepy)
+                strip = clip[:: max(1, len(clip) // 10)][:10]
+                writer.add_images(f"goal_reaching/episode_{i:02d}", strip, step, dataformats="NHWC")
+            for i, trace in enumerate(traces):
+                writer.add_figure(f"goal_reaching/episode_{i:02d}_cost", episode_trace_figure(trace), step)
+            writer.add_text("goal_reaching/results", result.table(), step)
+
+
+class _NumpyController:
+    """Adapts :class:`~torchwm.planning.MPCController` (tensors) to the numpy goal-reaching loop."""
+
+    def __init__(self, controller) -> None:
+        self.controller = controller
+
+    def reset(self, first_frames: np.ndarray, goal_frames: np.ndarray) -> None:
+        self.controller.reset(torch.from_numpy(first_frames), torch.from_numpy(goal_frames))
+
+    def act(self, frames: np.ndarray) -> np.ndarray:
+        return self.controller.act(torch.from_numpy(frames)).cpu().numpy()
+
+    def last_costs(self) -> np.ndarray:
+        """The latest plan's predicted cost per episode ``(E,)``."""
+        return self.controller.plan_costs[-1].float().cpu().numpy()

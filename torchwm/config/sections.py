@@ -1,0 +1,208 @@
+"""The sections of :class:`~torchwm.config.JEPAConfig`: plain values, each with its rules and a doc line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torchwm.config.fields import opt
+
+__all__ = ["DataConfig", "EnvConfig", "LoggingConfig", "ModelConfig", "PlanningConfig", "PretrainConfig",
+           "TrainConfig"]
+
+
+@dataclass
+class EnvConfig:
+    """Environment that trajectories are collected from and goals are posed in."""
+
+    id: str = "dmc:reacher-easy"
+    """environment id, ``dmc:<domain>-<task>`` (see ``torchwm.envs.registry.env_ids()``)"""
+    action_repeat: int = opt(0, min=0)
+    """times each action is repeated by the environment; 0 = the domain's default (point_mass and reacher 4,
+    others 1; see torchwm.envs.domains) (>= 0)"""
+    camera: int = opt(-1, min=-1)
+    """camera index to render; -1 = the domain's default camera (otherwise >= 0)"""
+    goal_steps: int = opt(25, min=1)
+    """rollout goals (reacher): the goal is the state this many env steps ahead on a random-action trajectory (>= 1)"""
+
+
+@dataclass
+class DataConfig:
+    """Trajectory collection and loading."""
+
+    path: str = ""
+    """trajectory store directory; "" = derived automatically from the env and collection settings"""
+    episodes: int = opt(200, min=1)
+    """number of episodes to collect (>= 1)"""
+    steps: int = opt(100, min=1)
+    """env steps per collected episode (>= 1)"""
+    policy: str = opt("random", choices=("random", "noise"))
+    """collection policy: "random" (i.i.d. uniform actions) or "noise" (temporally correlated)"""
+    noise_beta: float = opt(0.8, min=0.0, lt=1.0)
+    """temporal correlation of the "noise" policy, in [0, 1); 0 = i.i.d."""
+    workers: int = opt(2, min=1)
+    """parallel collection processes (>= 1)"""
+    heldout_fraction: float = opt(0.1, min=0.0, lt=1.0)
+    """fraction of episodes held out for evaluation, in [0, 1)"""
+    loader_workers: int = opt(0, min=0)
+    """DataLoader worker processes (>= 0; 0 = load in the main process)"""
+
+
+@dataclass
+class ModelConfig:
+    """Encoder architecture."""
+
+    encoder: str = opt("vit", choices=("vit", "conv", "timm"))
+    """spatial encoder: "vit" (patch transformer), "conv" (small CNN) or "timm" (see timm_model)"""
+    timm_model: str = ""
+    """``timm.create_model`` name, e.g. "resnet18"; required (non-empty) when encoder is "timm"."""
+    pretrained: str = ""
+    """path of a pretrained spatial encoder checkpoint; "" = train from scratch"""
+    history: int = opt(3, min=1)
+    """frames fused by the temporal encoder (>= 1)"""
+    conv_width: int = opt(32, min=1)
+    """channels of the conv encoder's first layer; later layers use 2x, 4x, 8x (>= 1)"""
+    conv_head: str = opt("flatten", choices=("flatten", "keypoints"))
+    """conv encoder head: "flatten" (final map into a linear layer) or "keypoints" (spatial softmax:
+    expected (x, y) of each channel, so body positions become linear features)"""
+    keypoints: int = opt(64, min=1)
+    """keypoint channels of the "keypoints" conv head (>= 1)"""
+    temporal_hidden: int = opt(256, min=1)
+    """hidden width of the recurrent temporal encoder (>= 1)"""
+    predictor_hidden: int = opt(512, min=1)
+    """hidden width of the action-conditioned predictor MLP (>= 1)"""
+    predictor_depth: int = opt(2, min=1)
+    """hidden layers of the predictor MLP (>= 1)"""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation of the world model: schedule, loss weights, target encoder, checkpoints."""
+
+    steps: int = opt(0, min=0)
+    """optimisation steps; 0 = ``epochs`` passes over the training sequences (>= 0)"""
+    sequence_length: int = opt(0, min=0)
+    """frames per training sequence; every window of history + predict_horizon frames inside it is
+    trained on, so each encoded frame serves several predictions; 0 = history + predict_horizon (one window)"""
+    warmup_steps: int = opt(100, min=0)
+    """linear learning-rate warm-up steps before the cosine decay (>= 0)"""
+    min_lr_ratio: float = opt(0.05, min=0.0, max=1.0)
+    """final learning rate as a fraction of learning_rate, in [0, 1]"""
+    weight_decay: float = opt(0.01, min=0.0)
+    """AdamW weight decay on weight matrices (not on biases and norms) (>= 0)"""
+    grad_clip: float = opt(1.0, min=0.0)
+    """maximum global gradient norm; 0 = no clipping (>= 0)"""
+    var_weight: float = opt(1.0, min=0.0)
+    """weight of the VICReg variance (std hinge) term (>= 0; 0 = off)"""
+    cov_weight: float = opt(0.04, min=0.0)
+    """weight of the VICReg covariance term (>= 0; 0 = off)"""
+    vicreg_within_sequence: bool = False
+    """apply the VICReg terms to each frame's deviation from its training sequence's mean embedding: only
+    what changes within an episode then counts, so content constant within one (a task marker, the
+    background) cannot meet the variance term (see docs/world_model.md)"""
+    ema: bool = False
+    """predict the embeddings of an EMA target encoder instead of stop-gradient online embeddings"""
+    ema_momentum: float = opt(0.99, min=0.0, lt=1.0)
+    """initial EMA momentum, raised to 1 by a cosine schedule over training, in [0, 1)"""
+    eval_every: int = opt(500, min=1)
+    """steps between held-out evaluations (prediction error per horizon step, probes) (>= 1)"""
+    metrics_every: int = opt(100, min=1)
+    """steps between collapse metrics (embedding std, effective rank) (>= 1)"""
+    checkpoint_every: int = opt(500, min=1)
+    """steps between checkpoints; one is always written at the end (>= 1)"""
+
+
+@dataclass
+class PlanningConfig:
+    """Latent-space planning toward a goal image."""
+
+    planner: str = opt("cem", choices=("cem", "mppi"))
+    """optimiser over action sequences: "cem" (cross-entropy method) or "mppi" (path integral)."""
+    samples: int = opt(300, min=1)
+    """action sequences sampled per iteration (>= 1)"""
+    elites: int = opt(30, min=1)
+    """best sequences kept per iteration (>= 1 and <= samples)"""
+    iterations: int = opt(10, min=1)
+    """optimisation iterations per planning step (>= 1)"""
+    horizon: int = opt(5, min=1)
+    """planned actions per sequence (>= 1)"""
+    init_std: float = opt(1.0, gt=0.0)
+    """initial standard deviation of the action distribution, in normalised action units (> 0)"""
+    temperature: float = opt(0.5, gt=0.0)
+    """MPPI softmax temperature over costs (> 0)"""
+    cost: str = opt("l2", choices=("l2", "l1", "cosine"))
+    """distance between predicted and goal embeddings: "l2", "l1" or "cosine" (1 - cosine similarity)."""
+    cost_steps: str = opt("final", choices=("final", "all", "min"))
+    """embeddings compared to the goal: "final" (last predicted step), "all" (weighted mean over the horizon,
+    later steps weighted more) or "min" (the closest predicted step: reach the goal at some step, as a
+    success "at any step" asks, without holding it)"""
+    execute_steps: int = opt(1, min=1)
+    """planned actions executed before replanning (>= 1 and <= horizon)"""
+    episode_steps: int = opt(50, min=1)
+    """step budget of one goal-reaching episode (>= 1)"""
+    eval_episodes: int = opt(100, min=1)
+    """goal-reaching episodes per evaluation (>= 1)"""
+    parallel: int = opt(16, min=1)
+    """evaluation episodes run side by side, planned in one batch (>= 1)"""
+    videos: int = opt(3, min=0)
+    """evaluation episodes saved as GIF (observation beside goal) and logged to TensorBoard (>= 0)"""
+
+
+@dataclass
+class PretrainConfig:
+    """I-JEPA image pretraining (dataset == "imagefolder"); the encoder is the top-level ViT."""
+
+    mask: str = opt("multiblock", choices=("multiblock", "random", "block"))
+    """masking: "multiblock" (I-JEPA: target blocks + one context block), "random" (mask_ratio of the
+    patches are targets) or "block" (one target block)"""
+    num_targets: int = opt(4, min=1)
+    """target blocks per image for "multiblock" (>= 1)"""
+    target_scale_min: float = opt(0.15, gt=0.0, max=1.0)
+    """smallest target block, as a fraction of the patches, in (0, 1]"""
+    target_scale_max: float = opt(0.2, gt=0.0, max=1.0)
+    """largest target block, as a fraction of the patches, in (0, 1] (>= target_scale_min)"""
+    target_aspect_min: float = opt(0.75, gt=0.0)
+    """smallest height/width ratio of a target block (> 0)"""
+    target_aspect_max: float = opt(1.5, gt=0.0)
+    """largest height/width ratio of a target block (> 0, >= target_aspect_min)"""
+    context_scale_min: float = opt(0.85, gt=0.0, max=1.0)
+    """smallest context block before the targets are removed, as a fraction of the patches, in (0, 1]"""
+    context_scale_max: float = opt(1.0, gt=0.0, max=1.0)
+    """largest context block, in (0, 1] (>= context_scale_min)"""
+    min_keep: int = opt(4, min=1)
+    """fewest context patches an image may keep (>= 1)"""
+    predictor_dim: int = opt(96, min=1)
+    """width of the narrow ViT predictor (>= 1, divisible by predictor_heads)"""
+    predictor_depth: int = opt(4, min=1)
+    """transformer blocks in the predictor (>= 1)"""
+    predictor_heads: int = opt(3, min=1)
+    """attention heads in the predictor (>= 1)"""
+    ema_start: float = opt(0.996, min=0.0, max=1.0)
+    """EMA momentum of the target encoder at the start, raised to ema_end by a cosine schedule, in [0, 1]"""
+    ema_end: float = opt(1.0, min=0.0, max=1.0)
+    """EMA momentum at the end of training, in [0, 1]"""
+    var_weight: float = opt(0.0, min=0.0)
+    """VICReg variance weight on the images' pooled context embeddings (>= 0; 0 = plain I-JEPA)"""
+    cov_weight: float = opt(0.0, min=0.0)
+    """VICReg covariance weight on the pooled context embeddings (>= 0; 0 = plain I-JEPA)"""
+    weight_decay_end: float = opt(0.4, min=0.0)
+    """weight decay at the end of training; it rises from train.weight_decay by a cosine schedule (>= 0)"""
+    crop_scale_min: float = opt(0.3, gt=0.0, max=1.0)
+    """smallest random-resized-crop area, as a fraction of the image, in (0, 1]"""
+    val_folder: str = "val"
+    """labelled sub-folder of root_path for the linear-probe / k-NN evaluation ("" or missing: no evaluation)"""
+    knn_k: int = opt(20, min=1)
+    """neighbours of the k-NN evaluation (>= 1)"""
+
+
+@dataclass
+class LoggingConfig:
+    """Where and how often to log."""
+
+    run_dir: str = opt("runs/default", nonempty=True)
+    """directory for checkpoints, the saved config and logs (non-empty)"""
+    tensorboard: bool = True
+    """write TensorBoard event files to run_dir"""
+    log_every: int = opt(50, min=1)
+    """training steps between log lines (>= 1)"""
+    progress: bool = True
+    """show progress bars"""
