@@ -258,8 +258,10 @@ def test_jepa_agent_returns_the_agent_of_the_configs_job(tmp_path):
     with pytest.raises(ValueError, match="WorldModelAgent does the 'world_model' job; this config asks for "
                                          "'image_pretraining'"):
         WorldModelAgent(image_cfg, check_paths=False)
-    with pytest.raises(ValueError, match="dataset='videos': unknown dataset"):
-        JEPAAgent(JEPAConfig(dataset="videos"))
+    with pytest.raises(ValueError, match="dataset='movies': unknown dataset"):
+        JEPAAgent(JEPAConfig(dataset="movies"))
+    video_cfg = JEPAConfig().override(["dataset=episodes", "pretrain.method=vjepa", "image_size=32", "patch_size=8"])
+    assert type(JEPAAgent(video_cfg)).__name__ == "VideoPretrainingAgent" and video_cfg.job == "video_pretraining"
 
 
 def test_load_returns_the_agent_of_the_saved_job(trained):
@@ -279,7 +281,7 @@ def test_cli_lists_presets_and_names_what_is_wrong(trained, tmp_path, capsys):
     assert "dmc_point_mass, dmc_reacher, dmc_reacher_planning, ijepa_base" in " ".join(capsys.readouterr().out.split())
     with pytest.raises(SystemExit, match="no_such_preset.*presets: dmc_point_mass"):
         main(["train", "--config", "no_such_preset"])
-    with pytest.raises(SystemExit, match="collect needs a world-model config"):
+    with pytest.raises(SystemExit, match="collect needs a config whose data is collected from env.id"):
         main(["collect", "--config", "ijepa_tiny", "--set", f"root_path={tmp_path}", "--set", "image_folder=."])
     image_run = tmp_path / "image_run"
     image = JEPAAgent(JEPAConfig().override([

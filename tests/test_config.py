@@ -148,7 +148,7 @@ def test_env_id_only_checked_for_trajectories(tmp_path: Path) -> None:
 
 def test_unknown_dataset() -> None:
     msg = _error(JEPAConfig(dataset="imagenet1k"))
-    assert "dataset='imagenet1k': unknown dataset; allowed: 'imagefolder', 'trajectories'" in msg
+    assert "dataset='imagenet1k': unknown dataset; allowed: 'episodes', 'imagefolder', 'trajectories', 'videos'" in msg
 
 
 def test_missing_image_folder(tmp_path: Path) -> None:

@@ -208,7 +208,7 @@ def test_same_seed_gives_the_same_pretrained_encoder(tmp_path):
         cfg = ijepa_config(tmp_path / "data", tmp_path / name, **{"train.steps": 2, "pretrain.val_folder": ""})
         agent = JEPAAgent(cfg)
         agent.train()
-        results.append(agent.ijepa.state_dict())
+        results.append(agent.model.state_dict())
     state_close(results[0], results[1], atol=0)
 
 
@@ -251,7 +251,7 @@ def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
     resumed = JEPAAgent(cfg)
     metrics = resumed.train()
     assert metrics["steps"] == steps
-    full_state, resumed_state = full.ijepa.state_dict(), resumed.ijepa.state_dict()
+    full_state, resumed_state = full.model.state_dict(), resumed.model.state_dict()
     assert any(k.startswith("target_encoder.") for k in full_state)
     state_close(full_state, resumed_state, atol=1e-6)
     # the same batches, crops and masks: the logged losses agree step by step
@@ -470,13 +470,13 @@ def test_pretrained_encoder_in_a_world_model_matches_load_backbone(ijepa_run, tm
     with torch.no_grad():
         z_world = world.encode(x.reshape(2, 3, 3, SIZE, SIZE))
         z_backbone, z_encoder = backbone(x), encoder(x)
-        z_agent = agent.ijepa.backbone(x)
+        z_agent = agent.model.backbone(x)
     assert z_world.shape == (2, 3, EMBED)
     torch.testing.assert_close(z_world.reshape(6, EMBED), z_backbone, atol=0, rtol=0)
     torch.testing.assert_close(z_encoder, z_backbone, atol=0, rtol=0)
     torch.testing.assert_close(z_agent, z_backbone, atol=1e-6, rtol=0)
     # the encoder is the EMA target encoder, not the online one
-    assert not torch.allclose(agent.ijepa.encoder(x), z_agent)
+    assert not torch.allclose(agent.model.encoder(x), z_agent)
     # the same from model.pt, and from checkpoints/last.pt when model.pt is gone
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
@@ -717,7 +717,7 @@ def test_the_agents_image_probe(shapes_root, tmp_path, ijepa_run):
     evaluator = JEPAAgent(cfg).probe()
     assert isinstance(evaluator, ImageProbeEvaluator)
     assert evaluator is not None and len(evaluator.train_set) == 6 and len(evaluator.val_set) == 4
-    scalars = evaluator(ijepa_run[0].ijepa, step=1)
+    scalars = evaluator(ijepa_run[0].model, step=1)
     assert set(scalars) == {"probe/linear_accuracy", "probe/knn_accuracy"}
     assert all(0.0 <= v <= 1.0 for v in scalars.values())
     for val in ("", "missing"):

@@ -33,15 +33,20 @@ def _config(args: argparse.Namespace):
         raise SystemExit(f"error: invalid config:\n{err}") from None
 
 
-def _agent(args: argparse.Namespace, verb: str = "", pretrains: bool | None = None):
-    """The agent of ``--config``; ``verb``: a method it must have; ``pretrains``: the kind of job it must be."""
+def _agent(args: argparse.Namespace, need: str = ""):
+    """The agent of ``--config``, which must be able to do what ``need`` names: "episodes" (its data is collected
+    from env.id), "planning" (a world model) or "pretraining"."""
     from torchwm import JEPAAgent
 
     agent = JEPAAgent(_config(args))
-    if (verb and not hasattr(agent, verb)) or (pretrains is not None and agent.pretrains != pretrains):
-        need = "an image-pretraining config (dataset: imagefolder), e.g. --config ijepa_tiny" if pretrains else \
-            "a world-model config (dataset: trajectories), e.g. --config dmc_point_mass"
-        raise SystemExit(f"error: {args.command} needs {need}; this config has dataset={agent.cfg.dataset!r}")
+    able = {"": True, "episodes": getattr(agent, "reads_episodes", False), "planning": hasattr(agent, "evaluate"),
+            "pretraining": agent.pretrains}[need]
+    if not able:
+        what = {"episodes": "a config whose data is collected from env.id (dataset trajectories or episodes)",
+                "planning": "a world-model config (dataset: trajectories), e.g. --config dmc_point_mass",
+                "pretraining": "a pretraining config (dataset imagefolder, episodes or videos), e.g. --config "
+                               f"{PRETRAIN_PRESET}"}[need]
+        raise SystemExit(f"error: {args.command} needs {what}; this config has dataset={agent.cfg.dataset!r}")
     return agent
 
 
@@ -49,7 +54,7 @@ def cmd_collect(args: argparse.Namespace) -> None:
     """Collect reward-free episodes for ``env.id`` into the config's trajectory store."""
     from torchwm.data.store import StoreError
 
-    agent = _agent(args, verb="collect")
+    agent = _agent(args, need="episodes")
     try:
         store = agent.collect()
     except StoreError as err:
@@ -86,7 +91,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """The main job: collect (cached), train and evaluate zero-shot goal reaching on the default task."""
-    agent = _agent(args, verb="evaluate")
+    agent = _agent(args, need="planning")
     print(f"[1/3] data: {agent.cfg.data.episodes} reward-free episodes of {agent.cfg.env.id}")
     agent.collect()
     print(f"[2/3] training the world model into {agent.run_dir}")
@@ -99,7 +104,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
     """Pretrain the spatial encoder (I-JEPA on an image folder: dataset imagefolder); resumes."""
-    agent = _agent(args, pretrains=True)
+    agent = _agent(args, need="pretraining")
     print(agent.describe(agent.train()))
 
 
@@ -132,10 +137,11 @@ def cmd_embed(args: argparse.Namespace) -> None:
 
 def _resize_to_tensor(size: int):
     """Images of any size → ``(3, size, size)`` in [0, 1] so they batch (no resize when size is 0)."""
-    from torchvision import transforms
+    import torch
+    from torchvision.transforms import v2
 
-    steps = [transforms.Resize((size, size), antialias=True)] if size else []
-    return transforms.Compose([*steps, transforms.ToTensor()])
+    steps = [v2.Resize((size, size), antialias=True)] if size else []
+    return v2.Compose([v2.ToImage(), *steps, v2.ToDtype(torch.float32, scale=True)])
 
 
 def cmd_visualize(args: argparse.Namespace) -> None:

@@ -68,3 +68,32 @@ def effective_rank(z: torch.Tensor, eps: float = 1e-7) -> float:
     s = torch.linalg.svdvals(z.float())
     p = s / (s.sum() + eps) + eps
     return float(torch.exp(-(p * p.log()).sum()))
+
+
+def sigreg(z: torch.Tensor, directions: int = 256, knots: int = 17, t_max: float = 3.0,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """SIGReg (LeJEPA, Balestriero & LeCun 2025): how far ``z`` is from an isotropic standard Gaussian.
+
+    ``z (..., N, D)``: N embeddings (per leading index, e.g. per view) → scalar. The embeddings are
+    projected on ``directions`` random unit vectors; along each, the Epps-Pulley statistic
+    ``N ∫ |φ_N(t) - exp(-t²/2)|² exp(-t²/2) dt`` compares the empirical characteristic function
+    ``φ_N(t) = mean_n exp(i t x_n)`` with the standard normal's, integrated over ``[-t_max, t_max]`` by the
+    trapezoid rule on ``knots`` points of ``[0, t_max]`` (the integrand is even). The result is the mean over
+    directions (and leading indices). Scaled by N like LeJEPA's (eb_jepa's is not): Gaussian embeddings
+    score about 1 whatever N (the expectation is ``∫ (1 - exp(-t²)) exp(-t²/2) dt ≈ 1.05``), a collapsed
+    batch (all rows equal) ``0.40 N``, so the statistic separates the two more sharply in larger batches.
+
+    Directions are drawn from ``generator`` (torch's global RNG when None), fresh at every call.
+    """
+    if z.dim() < 2:
+        raise ValueError(f"z must be (..., N, D), got {tuple(z.shape)}")
+    n = z.shape[-2]
+    a = torch.randn(z.shape[-1], directions, generator=generator, dtype=z.dtype).to(z.device)
+    a = a / a.norm(dim=0, keepdim=True)
+    t = torch.linspace(0.0, t_max, knots, dtype=z.dtype, device=z.device)
+    phi = torch.exp(-0.5 * t.square())
+    weights = torch.full_like(t, 2 * t_max / (knots - 1))  # both halves of the even integrand
+    weights[[0, -1]] /= 2
+    xt = (z @ a).unsqueeze(-1) * t  # (..., N, directions, knots)
+    error = (xt.cos().mean(-3) - phi).square() + xt.sin().mean(-3).square()  # (..., directions, knots)
+    return (error @ (weights * phi)).mul(n).mean()

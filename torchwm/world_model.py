@@ -34,15 +34,22 @@ class WorldModel(nn.Module):
     ``ema_momentum`` set, prediction targets come from an EMA copy of the encoder (momentum raised to 1
     by a cosine schedule, see :meth:`after_step`); otherwise from the online encoder with stop-gradient.
     With ``vicreg_within_sequence``, the VICReg terms see each frame's deviation from its sequence's mean
-    embedding, so content that is constant within an episode cannot meet them.
+    embedding, so content that is constant within an episode cannot meet them. With ``freeze_encoder`` the
+    spatial encoder is fixed (no gradient, kept in eval mode: a frozen pretrained encoder, as in DINO-WM):
+    only the temporal encoder and the predictor train, and the VICReg terms apply to the temporal contexts.
     """
 
     def __init__(self, encoder: SpatialEncoder, temporal: TemporalEncoder, predictor: Predictor,
                  action_low: torch.Tensor, action_high: torch.Tensor, history: int, horizon: int,
                  var_weight: float = 1.0, cov_weight: float = 0.04, ema_momentum: float | None = None,
-                 vicreg_within_sequence: bool = False) -> None:
+                 vicreg_within_sequence: bool = False, freeze_encoder: bool = False) -> None:
         super().__init__()
+        if freeze_encoder and ema_momentum is not None:
+            raise ValueError("a frozen encoder needs no EMA target: set ema_momentum=None (train.ema false)")
         self.encoder, self.temporal, self.predictor = encoder, temporal, predictor
+        self.freeze_encoder = bool(freeze_encoder)
+        if self.freeze_encoder:
+            encoder.requires_grad_(False).eval()
         self.history, self.horizon = int(history), int(horizon)
         self.var_weight, self.cov_weight = float(var_weight), float(cov_weight)
         self.vicreg_within_sequence = bool(vicreg_within_sequence)
@@ -54,6 +61,12 @@ class WorldModel(nn.Module):
             raise ValueError(f"action bounds must have one shape with high > low, got {low} and {high}")
         self.register_buffer("action_low", low)
         self.register_buffer("action_high", high)
+
+    def train(self, mode: bool = True) -> WorldModel:
+        super().train(mode)
+        if self.freeze_encoder:  # a frozen encoder stays in eval mode inside a training model
+            self.encoder.eval()
+        return self
 
     @property
     def backbone(self) -> SpatialEncoder:
@@ -123,7 +136,8 @@ class WorldModel(nn.Module):
         if anchors < 1 or actions.shape[1] != length - h:
             raise ValueError(f"frames has {length} steps and actions {actions.shape[1]}; expected at least "
                              f"history + horizon = {h} + {horizon} frames and frames - history actions")
-        z = self.encode(frames)  # (B, L, D)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
+            z = self.encode(frames)  # (B, L, D)
         targets = z.detach() if self.target_encoder is None else self.target_embeddings(frames)
         # Anchor j predicts frames h+j .. h+j+horizon-1 from frames j .. j+h-1 and actions j .. j+horizon-1.
         z_hist = z.unfold(1, h, 1)[:, :anchors]  # (B, anchors, D, h)
@@ -132,11 +146,18 @@ class WorldModel(nn.Module):
         acts = acts.permute(0, 1, 3, 2).reshape(b * anchors, horizon, -1)
         tgt = targets[:, h:].unfold(1, horizon, 1)[:, :anchors]  # (B, anchors, D, horizon)
         tgt = tgt.permute(0, 1, 3, 2).reshape(b * anchors, horizon, -1)
-        preds = self.rollout(self.context(z_hist), acts)  # (B * anchors, horizon, D)
+        contexts = self.context(z_hist)  # (B * anchors, C)
+        preds = self.rollout(contexts, acts)  # (B * anchors, horizon, D)
         pred, per_step = prediction_loss(preds, tgt)
         flat = z.reshape(b * length, -1)
-        # VICReg on the frames, or on their deviations from their sequence's mean (what moves within an episode)
-        reg = (z - z.mean(dim=1, keepdim=True)).reshape(b * length, -1) if self.vicreg_within_sequence else flat
+        # VICReg on what trains: the frames, or their deviations from their sequence's mean (what moves within
+        # an episode), or with a frozen encoder the temporal contexts
+        if self.freeze_encoder:
+            reg = contexts
+        elif self.vicreg_within_sequence:
+            reg = (z - z.mean(dim=1, keepdim=True)).reshape(b * length, -1)
+        else:
+            reg = flat
         var = variance_loss(reg) if self.var_weight > 0 else flat.new_zeros(())
         cov = covariance_loss(reg) if self.cov_weight > 0 else flat.new_zeros(())
         total = pred + self.var_weight * var + self.cov_weight * cov
@@ -158,8 +179,8 @@ class WorldModel(nn.Module):
 
 def build_world_model(encoder: SpatialEncoder, action_low: Any, action_high: Any, *, history: int, horizon: int,
                       temporal_hidden: int, predictor_hidden: int, predictor_depth: int, var_weight: float,
-                      cov_weight: float, ema_momentum: float | None = None,
-                      vicreg_within_sequence: bool = False) -> WorldModel:
+                      cov_weight: float, ema_momentum: float | None = None, vicreg_within_sequence: bool = False,
+                      freeze_encoder: bool = False) -> WorldModel:
     """A world model around ``encoder`` for an env with these action bounds ``(A,)``: a GRU temporal
     encoder of ``temporal_hidden`` units and an MLP predictor (``predictor_depth`` layers of
     ``predictor_hidden``); the loss settings are :class:`WorldModel`'s."""
@@ -167,4 +188,5 @@ def build_world_model(encoder: SpatialEncoder, action_low: Any, action_high: Any
     low = torch.as_tensor(action_low, dtype=torch.float32).flatten()
     predictor = Predictor(temporal.context_dim, low.numel(), encoder.embed_dim, predictor_hidden, predictor_depth)
     return WorldModel(encoder, temporal, predictor, low, action_high, history, horizon, var_weight=var_weight,
-                      cov_weight=cov_weight, ema_momentum=ema_momentum, vicreg_within_sequence=vicreg_within_sequence)
+                      cov_weight=cov_weight, ema_momentum=ema_momentum, vicreg_within_sequence=vicreg_within_sequence,
+                      freeze_encoder=freeze_encoder)

@@ -1,8 +1,9 @@
 """``JEPAAgent``: the one entry point, and what every job's agent shares.
 
-``JEPAAgent(cfg)`` decides once which job the config asks for (``cfg.job``, from ``dataset``) and
-returns that job's agent: a :class:`~torchwm.agents.world_model.WorldModelAgent` (``"trajectories"``)
-or an :class:`~torchwm.agents.image_pretraining.ImagePretrainingAgent` (``"imagefolder"``). Each job's
+``JEPAAgent(cfg)`` decides once which job the config asks for (``cfg.job``, from ``dataset`` and
+``pretrain.method``) and returns that job's agent: a :class:`~torchwm.agents.world_model.WorldModelAgent`,
+an :class:`~torchwm.agents.image_pretraining.ImagePretrainingAgent` or a
+:class:`~torchwm.agents.video_pretraining.VideoPretrainingAgent`. Each job's
 agent is a subclass registered with ``class MyAgent(JEPAAgent, job="my_job")``; it alone turns its part
 of the config into objects, and everything below it takes explicit arguments.
 
@@ -72,7 +73,8 @@ class JEPAAgent:
         self.cfg = (cfg if cfg is not None else JEPAConfig()).validate(check_paths=check_paths)
         if self.cfg.job != self.job:
             raise ValueError(f"{type(self).__name__} does the {self.job!r} job; this config asks for "
-                             f"{self.cfg.job!r} (dataset={self.cfg.dataset!r}): use JEPAAgent(cfg)")
+                             f"{self.cfg.job!r} (dataset={self.cfg.dataset!r}, pretrain.method="
+                             f"{self.cfg.pretrain.method!r}): use JEPAAgent(cfg)")
         self.run = RunDir(self.cfg.logging.run_dir)
         self.device = resolve_device(self.cfg.device)
         self.model: Any = None
@@ -100,6 +102,15 @@ class JEPAAgent:
     def describe(self, metrics: dict[str, Any]) -> str:
         """One line on a finished training run, for the command line."""
         raise NotImplementedError
+
+    def spatial_encoder(self):
+        """A new spatial encoder as ``model.encoder`` and the top-level sizes describe it (torch's global RNG)."""
+        from torchwm.nn.encoders import build_spatial_encoder
+
+        c, m = self.cfg, self.cfg.model
+        return build_spatial_encoder(m.encoder, c.image_size, c.patch_size, c.embed_dim, c.num_layers, c.num_heads,
+                                     conv_width=m.conv_width, timm_model=m.timm_model, conv_head=m.conv_head,
+                                     keypoints=m.keypoints)
 
     def _model_from_state(self, state: dict[str, Any]) -> nn.Module:
         """The job's model rebuilt from a saved model or checkpoint, with its weights loaded."""

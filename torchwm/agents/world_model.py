@@ -14,37 +14,18 @@ import numpy as np
 import torch
 
 from torchwm.agents.base import JEPAAgent, model_alias
-from torchwm.data.collect import DEFAULT_STORE_ROOT, CollectSpec
+from torchwm.agents.trajectory_data import TrajectoryData
 from torchwm.nn.encoders import SpatialEncoder
 from torchwm.world_model import WorldModel, build_world_model
 
 
-class WorldModelAgent(JEPAAgent, job="world_model"):
+class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
     """Collect → train → plan / evaluate (``dataset: trajectories``); ``model`` is the trained
     :class:`~torchwm.world_model.WorldModel` (also ``world_model``)."""
 
     world_model = model_alias("the trained or loaded :class:`~torchwm.world_model.WorldModel` (None before)")
 
     # ------------------------------------------------------------------------------------------ data
-    def collect_spec(self) -> CollectSpec:
-        """How the config's episodes are collected."""
-        c = self.cfg
-        return CollectSpec(c.env.id, c.data.steps, policy=c.data.policy, seed=c.seed, image_size=c.image_size,
-                           action_repeat=c.env.action_repeat, camera=c.env.camera, noise_beta=c.data.noise_beta)
-
-    def store_path(self) -> Path:
-        """``data.path``, or a folder under ``runs/data`` named after the collection spec (shared by runs that
-        collect alike)."""
-        return Path(self.cfg.data.path or Path(DEFAULT_STORE_ROOT) / self.collect_spec().store_name())
-
-    def collect(self):
-        """Collect (or reuse) the reward-free trajectory store of the config; returns it."""
-        from torchwm.data.collect import ensure_collected
-
-        d = self.cfg.data
-        return ensure_collected(self.collect_spec(), self.store_path(), d.episodes, workers=d.workers,
-                                progress=self.cfg.logging.progress)
-
     @property
     def sequence_length(self) -> int:
         """Frames per training sequence: ``train.sequence_length``, or one window of history + horizon."""
@@ -54,10 +35,10 @@ class WorldModelAgent(JEPAAgent, job="world_model"):
     def datasets(self, store):
         """``(train windows, held-out windows or None)``: training sequences of :attr:`sequence_length` frames
         from the training episodes; held-out windows of history + 2 x horizon frames."""
-        from torchwm.data import TrajectoryWindows, split_episodes
+        from torchwm.data import TrajectoryWindows
 
         c = self.cfg
-        train_eps, heldout_eps = split_episodes(store, c.data.heldout_fraction, seed=c.seed)
+        train_eps, heldout_eps = self.split(store)
         train_set = TrajectoryWindows(store, c.model.history, self.sequence_length, episodes=train_eps)
         heldout = (TrajectoryWindows(store, c.model.history, c.model.history + 2 * c.predict_horizon,
                                      episodes=heldout_eps) if heldout_eps else None)
@@ -88,20 +69,17 @@ class WorldModelAgent(JEPAAgent, job="world_model"):
         else a new one. New weights are drawn from torch's global RNG.
         """
         from torchwm.backbone import pretrained_encoder
-        from torchwm.nn.encoders import build_spatial_encoder
 
         c, m, t = self.cfg, self.cfg.model, self.cfg.train
         if encoder is None and m.pretrained:
             encoder = pretrained_encoder(m.pretrained, c.image_size)
         if encoder is None:
-            encoder = build_spatial_encoder(m.encoder, c.image_size, c.patch_size, c.embed_dim, c.num_layers,
-                                            c.num_heads, conv_width=m.conv_width, timm_model=m.timm_model,
-                                            conv_head=m.conv_head, keypoints=m.keypoints)
+            encoder = self.spatial_encoder()
         return build_world_model(encoder, action_low, action_high, history=m.history, horizon=c.predict_horizon,
                                  temporal_hidden=m.temporal_hidden, predictor_hidden=m.predictor_hidden,
                                  predictor_depth=m.predictor_depth, var_weight=t.var_weight, cov_weight=t.cov_weight,
                                  ema_momentum=t.ema_momentum if t.ema else None,
-                                 vicreg_within_sequence=t.vicreg_within_sequence)
+                                 vicreg_within_sequence=t.vicreg_within_sequence, freeze_encoder=m.freeze_encoder)
 
     def _model_from_state(self, state: dict[str, Any]) -> WorldModel:
         """The saved encoder spec rebuilds the encoder (a ``model.pretrained`` file need not exist any more)."""

@@ -2,7 +2,8 @@
 
 Range and choice rules live in each field's ``metadata`` and are checked by one generic walker
 (:mod:`torchwm.config.fields`); the few rules that relate two fields are explicit in
-:meth:`JEPAConfig.validate`. ``dataset`` decides the job (:data:`JOBS`).
+:meth:`JEPAConfig.validate`. ``dataset`` (and for pretraining ``pretrain.method``) decides the job
+(:attr:`JEPAConfig.job`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,13 @@ from torchwm.config.presets import read_config_text
 from torchwm.config.sections import (DataConfig, EnvConfig, LoggingConfig, ModelConfig, PlanningConfig,
                                      PretrainConfig, TrainConfig)
 
-JOBS: dict[str, str] = {"trajectories": "world_model", "imagefolder": "image_pretraining"}
-"""``dataset`` value → the job it asks for (each job has one agent, see :mod:`torchwm.agents`)."""
+DATASETS: tuple[str, ...] = ("trajectories", "imagefolder", "episodes", "videos")
+"""Data sources: "trajectories" trains a world model, the others pretrain the spatial encoder."""
+METHOD_DATASETS: dict[str, tuple[str, ...]] = {"ijepa": ("imagefolder", "episodes"),
+                                               "sigreg": ("imagefolder", "episodes"), "vjepa": ("episodes", "videos")}
+"""The datasets each pretraining method reads: images (or single frames) for ijepa and sigreg, clips for vjepa."""
+JOBS: tuple[str, ...] = ("world_model", "image_pretraining", "video_pretraining")
+"""What a config can ask for; each job has one agent (:mod:`torchwm.agents`)."""
 
 
 @dataclass
@@ -41,11 +47,13 @@ class JEPAConfig:
     ``cfg.override(["data.episodes=50", "model.encoder=conv"])`` returns a modified copy.
     """
 
-    dataset: str = opt("trajectories", choices=tuple(JOBS))
-    """data source, which decides the job: "trajectories" (frames collected from env.id: a world model) or
-    "imagefolder" (root_path/image_folder: image pretraining of the spatial encoder)"""
+    dataset: str = opt("trajectories", choices=DATASETS)
+    """data source, which decides the job: "trajectories" (episodes collected from env.id: a world model);
+    pretraining (pretrain.method): "imagefolder" (images in root_path/image_folder), "episodes" (frames or
+    clips of the episodes collected from env.id, as for a world model) or "videos" (video files or folders
+    of frames in root_path/image_folder)"""
     root_path: str = "./data"
-    """root directory of the image dataset (image pretraining: dataset "imagefolder")"""
+    """root directory of the image or video dataset (datasets "imagefolder" and "videos")"""
     image_folder: str = "train"
     """sub-folder of root_path in torchvision ImageFolder layout (one sub-folder per class)"""
     epochs: int = opt(100, min=1)
@@ -91,9 +99,14 @@ class JEPAConfig:
 
     @property
     def job(self) -> str:
-        """What this config trains, from ``dataset``: ``"world_model"`` or ``"image_pretraining"`` (``""`` for
-        an unknown dataset, which :meth:`validate` reports)."""
-        return JOBS.get(self.dataset, "")
+        """What this config trains (one of :data:`JOBS`): ``"world_model"`` for dataset "trajectories", else
+        ``"video_pretraining"`` for ``pretrain.method`` "vjepa" and ``"image_pretraining"`` for the others
+        (``""`` for an unknown dataset, which :meth:`validate` reports)."""
+        if self.dataset not in DATASETS:
+            return ""
+        if self.dataset == "trajectories":
+            return "world_model"
+        return "video_pretraining" if getattr(self.pretrain, "method", "") == "vjepa" else "image_pretraining"
 
     # ------------------------------------------------------------------------------ validation
 
@@ -109,9 +122,11 @@ class JEPAConfig:
         def ok(*paths: str) -> bool:  # all of these fields (and their sections) passed their own rules
             return not any(p == b or p.startswith(b + ".") for p in paths for b in bad)
 
-        images = self.job == "image_pretraining"
-        # patch and head sizes matter where a ViT is built: the "vit" encoder and image pretraining
-        uses_vit = images or not isinstance(self.model, ModelConfig) or self.model.encoder == "vit"
+        pretraining = self.job in ("image_pretraining", "video_pretraining")
+        folder = self.dataset in ("imagefolder", "videos")
+        # patch and head sizes matter where a ViT is built: the "vit" encoder, I-JEPA and V-JEPA
+        uses_vit = (not isinstance(self.model, ModelConfig) or self.model.encoder == "vit"
+                    or (pretraining and getattr(self.pretrain, "method", "") != "sigreg"))
         if uses_vit and ok("image_size", "patch_size") and self.image_size % self.patch_size:
             problems.append(f"image_size={self.image_size!r}, patch_size={self.patch_size!r}: "
                             "image_size must be divisible by patch_size")
@@ -136,21 +151,23 @@ class JEPAConfig:
             if ok("pretrain.predictor_dim", "pretrain.predictor_heads") and pt.predictor_dim % pt.predictor_heads:
                 problems.append(f"pretrain.predictor_dim={pt.predictor_dim!r}, pretrain.predictor_heads="
                                 f"{pt.predictor_heads!r}: predictor_dim must be divisible by predictor_heads")
-            if (images and ok("pretrain.min_keep", "image_size", "patch_size")
-                    and pt.min_keep >= (self.image_size // self.patch_size) ** 2):
-                problems.append(f"pretrain.min_keep={pt.min_keep!r}: must be < the {(self.image_size // self.patch_size) ** 2} "
-                                "patches of an image (image_size / patch_size squared)")
+            if pretraining:
+                problems += _pretrain_problems(self, ok)
         m, tr = self.model, self.train
         if (isinstance(m, ModelConfig) and isinstance(tr, TrainConfig) and tr.sequence_length
                 and ok("train.sequence_length", "model.history", "predict_horizon")
                 and tr.sequence_length < m.history + self.predict_horizon):
             problems.append(f"train.sequence_length={tr.sequence_length!r}: must be 0 or >= model.history + "
                             f"predict_horizon = {m.history + self.predict_horizon}")
+        if (isinstance(m, ModelConfig) and isinstance(tr, TrainConfig) and ok("model.freeze_encoder", "train.ema")
+                and m.freeze_encoder and tr.ema):
+            problems.append("model.freeze_encoder=True, train.ema=True: a frozen encoder needs no EMA target; "
+                            "set train.ema=false")
         if isinstance(m, ModelConfig) and ok("model.encoder", "model.timm_model"):
             if m.encoder == "timm" and not m.timm_model:
                 problems.append(f"model.encoder='timm', model.timm_model={m.timm_model!r}: "
                                 "timm_model must name a timm.create_model architecture (e.g. 'resnet18')")
-        if (self.job == "world_model" and isinstance(self.env, EnvConfig)
+        if (self.dataset in ("trajectories", "episodes") and isinstance(self.env, EnvConfig)
                 and ok("env.id") and isinstance(self.env.id, str)):
             from torchwm.envs.ids import env_ids
 
@@ -158,11 +175,12 @@ class JEPAConfig:
             if self.env.id not in valid:
                 problems.append(f"env.id={self.env.id!r}: unknown environment; valid ids: {', '.join(valid)}")
         if check_paths:
-            if images and ok("root_path", "image_folder"):
-                folder = os.path.join(self.root_path, self.image_folder)
-                if not os.path.isdir(folder):
-                    problems.append(f"root_path/image_folder={folder!r}: folder does not exist (to generate the "
-                                    f"synthetic shapes dataset there: torchwm shapes --out {self.root_path})")
+            if pretraining and folder and ok("root_path", "image_folder"):
+                path = os.path.join(self.root_path, self.image_folder)
+                if not os.path.isdir(path):
+                    hint = (f" (to generate the synthetic shapes dataset there: torchwm shapes --out {self.root_path})"
+                            if self.dataset == "imagefolder" else "")
+                    problems.append(f"root_path/image_folder={path!r}: folder does not exist{hint}")
             if isinstance(m, ModelConfig) and ok("model.pretrained") and m.pretrained:
                 if not os.path.exists(m.pretrained):
                     problems.append(f"model.pretrained={m.pretrained!r}: file does not exist")
@@ -248,6 +266,33 @@ class JEPAConfig:
         if problems:
             raise ValueError("invalid override:\n" + "\n".join(f"  {p}" for p in problems))
         return new
+
+
+def _pretrain_problems(cfg: JEPAConfig, ok) -> list[str]:
+    """The rules that relate pretraining fields to each other and to the dataset."""
+    pt, problems = cfg.pretrain, []
+    if ok("pretrain.method", "dataset") and cfg.dataset not in METHOD_DATASETS[pt.method]:
+        problems.append(f"pretrain.method={pt.method!r}, dataset={cfg.dataset!r}: {pt.method} reads the datasets "
+                        f"{', '.join(map(repr, METHOD_DATASETS[pt.method]))}")
+    if ok("pretrain.method", "model.encoder") and pt.method != "sigreg" and cfg.model.encoder != "vit":
+        problems.append(f"pretrain.method={pt.method!r}, model.encoder={cfg.model.encoder!r}: {pt.method} trains a "
+                        "ViT (model.encoder 'vit'); pretrain another encoder with pretrain.method 'sigreg'")
+    grid = (cfg.image_size // cfg.patch_size) ** 2
+    if pt.method != "sigreg" and ok("pretrain.min_keep", "image_size", "patch_size") and pt.min_keep >= grid:
+        problems.append(f"pretrain.min_keep={pt.min_keep!r}: must be < the {grid} patches of an image "
+                        "(image_size / patch_size squared)")
+    if pt.method == "vjepa" and ok("pretrain.clip_frames", "pretrain.tubelet", "pretrain.future_frames"):
+        if pt.clip_frames % pt.tubelet:
+            problems.append(f"pretrain.clip_frames={pt.clip_frames!r}, pretrain.tubelet={pt.tubelet!r}: "
+                            "clip_frames must be a multiple of tubelet")
+        if pt.future_frames % pt.tubelet or pt.future_frames >= pt.clip_frames:
+            problems.append(f"pretrain.future_frames={pt.future_frames!r}: must be a multiple of tubelet="
+                            f"{pt.tubelet} below clip_frames={pt.clip_frames}")
+        if ok("pretrain.short_blocks", "pretrain.long_blocks") and not (pt.short_blocks or pt.long_blocks
+                                                                          or pt.future_frames):
+            problems.append("pretrain.short_blocks=0, pretrain.long_blocks=0, pretrain.future_frames=0: "
+                            "vjepa needs at least one mask (short-range, long-range or future)")
+    return problems
 
 
 def load_config(path: str | os.PathLike[str] | None, overrides: Iterable[str] = (), *,

@@ -56,7 +56,10 @@ class ModelConfig:
     timm_model: str = ""
     """``timm.create_model`` name, e.g. "resnet18"; required (non-empty) when encoder is "timm"."""
     pretrained: str = ""
-    """path of a pretrained spatial encoder checkpoint; "" = train from scratch"""
+    """a pretraining run (or its model.pt) whose spatial encoder the world model starts from; "" = a new encoder"""
+    freeze_encoder: bool = False
+    """keep the spatial encoder's weights fixed: only the temporal encoder and the predictor train, and the
+    variance/covariance terms apply to the temporal context (what trains) instead of the frame embeddings"""
     history: int = opt(3, min=1)
     """frames fused by the temporal encoder (>= 1)"""
     conv_width: int = opt(32, min=1)
@@ -149,8 +152,12 @@ class PlanningConfig:
 
 @dataclass
 class PretrainConfig:
-    """I-JEPA image pretraining (dataset == "imagefolder"); the encoder is the top-level ViT."""
+    """Pretraining of the spatial encoder (every dataset but "trajectories"): the objective and its settings."""
 
+    method: str = opt("ijepa", choices=("ijepa", "sigreg", "vjepa"))
+    """objective: "ijepa" (predict masked image blocks; a ViT from the top-level sizes), "sigreg" (multi-view
+    SIGReg, LeJEPA-style: views predict the global views' embedding; any model.encoder) on images, or "vjepa"
+    (predict masked tubes and the future of clips; a ViT with tubelet patches) on clips"""
     mask: str = opt("multiblock", choices=("multiblock", "random", "block"))
     """masking: "multiblock" (I-JEPA: target blocks + one context block), "random" (mask_ratio of the
     patches are targets) or "block" (one target block)"""
@@ -187,9 +194,44 @@ class PretrainConfig:
     weight_decay_end: float = opt(0.4, min=0.0)
     """weight decay at the end of training; it rises from train.weight_decay by a cosine schedule (>= 0)"""
     crop_scale_min: float = opt(0.3, gt=0.0, max=1.0)
-    """smallest random-resized-crop area, as a fraction of the image, in (0, 1]"""
+    """smallest random-resized-crop area, as a fraction of the image, in (0, 1]; sigreg: of its global views"""
+    global_views: int = opt(2, min=1)
+    """sigreg: views of each image whose mean embedding every view predicts (>= 1)"""
+    local_views: int = opt(4, min=0)
+    """sigreg: smaller crops of each image, also predicting the global views' embedding (>= 0)"""
+    local_crop_scale_min: float = opt(0.05, gt=0.0, max=1.0)
+    """sigreg: smallest local crop, as a fraction of the image (local crops reach crop_scale_min), in (0, 1]"""
+    geometric_augment: bool = True
+    """sigreg: views are random resized crops and flips; false: only colour jitter, grayscale and blur, so
+    every view keeps where things are (for encoders that plan)"""
+    sigreg_weight: float = opt(0.05, open_interval=(0, 1))
+    """sigreg: lambda of LeJEPA: loss = (1 - lambda) * prediction + lambda * SIGReg, in (0, 1)"""
+    sigreg_directions: int = opt(256, min=1)
+    """sigreg: random 1-D projections the SIGReg statistic averages over (>= 1)"""
+    projector_dim: int = opt(64, min=1)
+    """sigreg: width of the BatchNorm MLP projector's output, where the loss applies (>= 1)"""
+    projector_hidden: int = opt(512, min=1)
+    """sigreg: hidden width of the projector's two hidden layers (>= 1)"""
+    clip_frames: int = opt(8, min=2)
+    """vjepa: frames per clip (>= 2, a multiple of tubelet)"""
+    frame_stride: int = opt(1, min=1)
+    """vjepa: steps between consecutive frames of a clip (>= 1)"""
+    tubelet: int = opt(2, min=1)
+    """vjepa: frames per patch token (>= 1)"""
+    short_blocks: int = opt(8, min=0)
+    """vjepa: short-range mask: tubes (through all frames) per clip, whose union is predicted (0 = off)"""
+    short_scale: float = opt(0.15, gt=0.0, max=1.0)
+    """vjepa: spatial area of one short-range tube, as a fraction of the frame, in (0, 1]"""
+    long_blocks: int = opt(2, min=0)
+    """vjepa: long-range mask: tubes per clip (0 = off)"""
+    long_scale: float = opt(0.7, gt=0.0, max=1.0)
+    """vjepa: spatial area of one long-range tube, in (0, 1]"""
+    future_frames: int = opt(2, min=0)
+    """vjepa: temporal mask: the last frames of each clip are predicted from the others (a multiple of
+    tubelet, fewer than clip_frames; 0 = off)"""
     val_folder: str = "val"
-    """labelled sub-folder of root_path for the linear-probe / k-NN evaluation ("" or missing: no evaluation)"""
+    """labelled sub-folder of root_path for the linear-probe / k-NN evaluation ("" or missing: no evaluation);
+    dataset "episodes" probes the physics state on held-out episodes instead"""
     knn_k: int = opt(20, min=1)
     """neighbours of the k-NN evaluation (>= 1)"""
 

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision import transforms
+from torchvision.transforms import v2
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-__all__ = ["ImageFiles", "RobustImageFolder", "SeededSamples", "UnreadableImageWarning", "eval_transform",
-           "load_rgb", "open_image_folder", "train_transform"]
+__all__ = ["ImageFiles", "MultiView", "RobustImageFolder", "SeededSamples", "UnreadableImageWarning", "eval_transform",
+           "load_rgb", "open_image_folder", "train_transform", "view_transform"]
 
 
 class UnreadableImageWarning(UserWarning):
@@ -50,20 +50,59 @@ def load_rgb(path: str) -> Image.Image:
         return image.convert("RGB")
 
 
+ImageLike = Any
+"""A PIL image or a uint8 image tensor ``(3, H, W)`` (a frame of a trajectory store)"""
+
+
 def train_transform(image_size: int, crop_scale: tuple[float, float] = (0.3, 1.0),
-                    flip: bool = False) -> Callable[[Image.Image], torch.Tensor]:
-    """I-JEPA's augmentation: a random resized crop (scale ``crop_scale``), optional flip → ``(3, S, S)``."""
-    steps: list[Any] = [transforms.RandomResizedCrop(image_size, scale=crop_scale, antialias=True)]
+                    flip: bool = False) -> Callable[[ImageLike], torch.Tensor]:
+    """I-JEPA's augmentation: a random resized crop (scale ``crop_scale``), optional flip → ``(3, S, S)`` in [0, 1]."""
+    steps: list[Any] = [v2.ToImage(), v2.RandomResizedCrop(image_size, scale=crop_scale, antialias=True)]
     if flip:
-        steps.append(transforms.RandomHorizontalFlip())
-    steps.append(transforms.ToTensor())
-    return transforms.Compose(steps)
+        steps.append(v2.RandomHorizontalFlip())
+    return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True)])
 
 
-def eval_transform(image_size: int) -> Callable[[Image.Image], torch.Tensor]:
+def eval_transform(image_size: int) -> Callable[[ImageLike], torch.Tensor]:
     """Resize the short side to ``image_size``, centre-crop → ``(3, S, S)`` in [0, 1]."""
-    return transforms.Compose([transforms.Resize(image_size, antialias=True), transforms.CenterCrop(image_size),
-                               transforms.ToTensor()])
+    return v2.Compose([v2.ToImage(), v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size),
+                       v2.ToDtype(torch.float32, scale=True)])
+
+
+def view_transform(image_size: int, crop_scale: tuple[float, float],
+                   geometric: bool = True) -> Callable[[ImageLike], torch.Tensor]:
+    """One random view of an image for multi-view pretraining (LeJEPA's recipe, torchvision ``transforms.v2``):
+    colour jitter (p 0.8), grayscale (p 0.2), Gaussian blur (p 0.5) and solarisation (p 0.2), after a random
+    resized crop of ``crop_scale`` and a horizontal flip when ``geometric`` (else every view keeps the whole
+    image, unmoved) → ``(3, S, S)`` in [0, 1]."""
+    blur = max(3, image_size // 10 | 1)  # odd kernel, about a tenth of the image
+    crop = [v2.RandomResizedCrop(image_size, scale=crop_scale, antialias=True), v2.RandomHorizontalFlip()]
+    steps = [v2.ToImage(), *(crop if geometric else [v2.Resize((image_size, image_size), antialias=True)]),
+             v2.RandomApply([v2.ColorJitter(0.8, 0.8, 0.8, 0.2)], p=0.8), v2.RandomGrayscale(p=0.2),
+             v2.RandomApply([v2.GaussianBlur(blur, sigma=(0.1, 2.0))], p=0.5),
+             v2.RandomSolarize(threshold=128, p=0.2), v2.ToDtype(torch.float32, scale=True)]
+    return v2.Compose(steps)
+
+
+class MultiView(Dataset):
+    """``dataset[i] = (image, label)`` → ``(views (global_views + local_views, 3, S, S), label)``: global views
+    are crops of ``global_scale`` of the image, local ones of ``local_scale`` (both resized to ``S``), see
+    :func:`view_transform`."""
+
+    def __init__(self, dataset: Dataset, image_size: int, global_views: int, local_views: int,
+                 global_scale: tuple[float, float], local_scale: tuple[float, float], geometric: bool = True) -> None:
+        self.dataset, self.global_views, self.local_views = dataset, global_views, local_views
+        self.global_view = view_transform(image_size, global_scale, geometric)
+        self.local_view = view_transform(image_size, local_scale, geometric)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
+        image, label = self.dataset[index]
+        views = ([self.global_view(image) for _ in range(self.global_views)]
+                 + [self.local_view(image) for _ in range(self.local_views)])
+        return torch.stack(views), label
 
 
 class _SkipUnreadable:

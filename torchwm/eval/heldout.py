@@ -60,45 +60,30 @@ class HeldOutEvaluator:
 
     def __init__(self, env_id: str, store, train_set, heldout, history: int, device: torch.device,
                  seed: int = 0) -> None:
-        from torchwm.eval.probes import probe_kinds, probe_targets
+        from torchwm.eval.state_probe import StateProbe
 
         self.env_id, self.history, self.device, self.heldout = env_id, history, device, heldout
         rng = np.random.default_rng(seed)
         if heldout is not None:
             self.windows = np.sort(rng.choice(len(heldout), min(len(heldout), self.MAX_WINDOWS), replace=False))
-        self.train_frames, self.train_states = sample_frames(store, train_set.episodes, self.MAX_PROBE_FRAMES, rng)
-        heldout_eps = heldout.episodes if heldout is not None else []
-        self.test_frames, self.test_states = (sample_frames(store, heldout_eps, self.MAX_PROBE_FRAMES // 2, rng)
-                                              if heldout_eps else (None, None))
-        # metric name suffix → probe kind: eval/probe_r2 reads positions, eval/probe_r2_joints the joints
-        self.probe_kinds = {"" if kind == "positions" else f"_{kind}": kind for kind in probe_kinds(env_id)}
-        self.train_targets = {k: probe_targets(env_id, self.train_states, kind) for k, kind in self.probe_kinds.items()}
-        self.test_targets = ({k: probe_targets(env_id, self.test_states, kind) for k, kind in self.probe_kinds.items()}
-                             if self.test_states is not None else None)
+        self.probe = StateProbe(env_id, store, train_set.episodes, heldout.episodes if heldout is not None else [],
+                                device, rng, self.MAX_PROBE_FRAMES)
         # real frames for the views: held-out ones, or training ones without held-out episodes
-        held = self.test_frames is not None
-        self.bank_frames = self.test_frames if held else self.train_frames
-        self.bank_states = self.test_states if held else self.train_states
+        self.bank_frames, self.bank_states = self.probe.bank()
         self._bank_z: tuple[int, torch.Tensor] | None = None  # (step, embeddings) of the last evaluation
         self.copy_check = CopyBaselineCheck()
 
     @torch.no_grad()
     def __call__(self, model, step: int) -> dict[str, float]:
         from torchwm.eval.prediction import prediction_errors
-        from torchwm.eval.probes import LinearProbe
 
         out: dict[str, float] = {}
         if self.heldout is not None:
             errors = prediction_errors(model, self._batches(), self.history)
             out.update(errors.as_scalars("eval"))
             self.copy_check(step, out["eval/pred_over_copy_step1"])
-        z_train = embed_frames(model, self.train_frames, self.device)
-        z_test = embed_frames(model, self.test_frames, self.device) if self.test_frames is not None else None
-        for suffix in self.probe_kinds:
-            probe = LinearProbe().fit(z_train, self.train_targets[suffix])
-            if z_test is not None:
-                out[f"eval/probe_r2{suffix}"] = probe.r2(z_test, self.test_targets[suffix])
-            out[f"eval/probe_r2{suffix}_train"] = probe.r2(z_train, self.train_targets[suffix])
+        z_train, z_test = self.probe.embed(model.encode)
+        out.update(self.probe.scores(z_train, z_test))
         self._bank_z = (step, z_test if z_test is not None else z_train)  # reused by the views
         return out
 
@@ -116,7 +101,9 @@ class HeldOutEvaluator:
         ``(frames uint8 (N, 3, H, W), z (N, D))``. Embeddings computed by the evaluation of the same step
         are reused."""
         if self._bank_z is None or self._bank_z[0] != step:
-            self._bank_z = (step, embed_frames(model, self.bank_frames, self.device))
+            from torchwm.eval.state_probe import embed_frames
+
+            self._bank_z = (step, embed_frames(model.encode, self.bank_frames, self.device))
         return torch.from_numpy(self.bank_frames), self._bank_z[1]
 
     @torch.no_grad()
@@ -163,26 +150,3 @@ def _close_figures(views: dict[str, Any]) -> None:
     for view in views.values():
         if not isinstance(view, torch.Tensor):
             plt.close(view)
-
-
-def sample_frames(store, episodes, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Up to ``count`` random ``(frame, state)`` pairs from ``episodes`` of ``store`` (uint8, float64)."""
-    pairs = [(ep, t) for ep in episodes for t in range(store.lengths[ep] + 1)]
-    chosen = sorted(rng.choice(len(pairs), min(count, len(pairs)), replace=False))
-    by_episode: dict[int, list[int]] = {}
-    for i in chosen:
-        ep, t = pairs[i]
-        by_episode.setdefault(ep, []).append(t)
-    frames, states = [], []
-    for ep, steps in by_episode.items():  # one memory map per episode, fancy-indexed once
-        episode = store.episode(ep)
-        frames.append(np.asarray(episode.frames[steps]))
-        states.append(np.asarray(episode.states[steps]))
-    return np.concatenate(frames), np.concatenate(states)
-
-
-@torch.no_grad()
-def embed_frames(model, frames: np.ndarray, device: torch.device, batch: int = 256) -> torch.Tensor:
-    """uint8 ``(N, 3, H, W)`` → ``(N, D)`` on the CPU with the model's encoder, in batches."""
-    out = [model.encode(torch.from_numpy(frames[i: i + batch]).to(device)) for i in range(0, len(frames), batch)]
-    return torch.cat(out).cpu()

@@ -93,6 +93,8 @@ class SpatialEncoder(nn.Module):
     * ``SpatialEncoder.conv(...)``: a small CNN for fast CPU runs (~6x faster than a 4-block ViT at 64 px).
     * ``SpatialEncoder.from_timm(name)``: any ``timm.create_model`` architecture (random init; nothing
       is downloaded).
+    * ``SpatialEncoder.video_vit(...)``: a ViT over clips with tubelet patches (:class:`~torchwm.nn.video.VideoViT`,
+      V-JEPA's encoder); a single frame is embedded as a still clip of ``tubelet`` copies of it.
 
     ``forward(images)``: ``(N, 3, H, W)`` in [0, 1] (or uint8) → ``(N, embed_dim)``.
     ``forward_features(images)``: → patch tokens ``(N, L, token_dim)`` (timm-style name).
@@ -153,11 +155,22 @@ class SpatialEncoder(nn.Module):
         return cls("timm", backbone, int(backbone.num_features), spec=spec)
 
     @classmethod
+    def video_vit(cls, image_size: int = 64, patch_size: int = 8, tubelet: int = 2, frames: int = 8,
+                  embed_dim: int = 192, depth: int = 4, num_heads: int = 3, mlp_ratio: float = 4.0) -> SpatialEncoder:
+        """A ViT over clips of up to ``frames`` frames, tokens of ``tubelet`` frames x ``patch_size`` pixels."""
+        from torchwm.nn.video import VideoViT
+
+        backbone = VideoViT(image_size, patch_size, tubelet, frames, embed_dim, depth, num_heads, mlp_ratio)
+        spec = dict(image_size=image_size, patch_size=patch_size, tubelet=tubelet, frames=frames,
+                    embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio)
+        return cls("video_vit", backbone, embed_dim, spec=spec)
+
+    @classmethod
     def from_spec(cls, spec: dict) -> SpatialEncoder:
         """Rebuild an encoder from its ``spec`` (as stored in checkpoints)."""
         spec = dict(spec)
         kind = spec.pop("kind")
-        builders = {"vit": cls.vit, "conv": cls.conv, "timm": cls.from_timm}
+        builders = {"vit": cls.vit, "conv": cls.conv, "timm": cls.from_timm, "video_vit": cls.video_vit}
         if kind not in builders:
             raise ValueError(f"unknown encoder kind {kind!r}; known: {', '.join(builders)}")
         return builders[kind](**spec)
@@ -169,6 +182,8 @@ class SpatialEncoder(nn.Module):
         if self.kind == "conv":
             fmap = self.backbone(x)  # (N, C, h, w)
             return fmap.flatten(2).transpose(1, 2)
+        if self.kind == "video_vit":
+            return self.backbone.forward_tokens(self._still_clips(x))
         feats = self.backbone.forward_features(x)
         if feats.dim() == 4:  # CNN from timm: (N, C, h, w)
             feats = feats.flatten(2).transpose(1, 2)
@@ -194,19 +209,38 @@ class SpatialEncoder(nn.Module):
         return vit.norm(vit.blocks(vit.norm_pre(x)))
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
-        """ViT only: tokens ``(N, L, C)`` → the embedding ``forward`` returns ``(N, C)`` (mean, then norm)."""
-        self._require_vit("pool")
+        """ViTs only: tokens ``(N, L, C)`` → the embedding ``forward`` returns ``(N, C)`` (mean, then norm)."""
+        if self.kind != "video_vit":
+            self._require_vit("pool")
         return self.backbone.forward_head(tokens)
+
+    def forward_clip_tokens(self, clips: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Video ViT only: clips ``(N, T, 3, H, W)`` in [0, 1] (or uint8) → tokens ``(N, K, C)`` of the tokens in
+        ``keep`` (``(N, K)`` indices into the row-major ``(T/tubelet, H/patch, W/patch)`` grid; all when None)."""
+        if self.kind != "video_vit":
+            raise TypeError(f"forward_clip_tokens needs a video ViT (SpatialEncoder.video_vit), this one is {self.kind!r}")
+        return self.backbone.forward_tokens(_normalise(clips), keep)
+
+    def token_grid(self, frames: int) -> tuple[int, int, int]:
+        """Video ViT only: the token grid ``(T, H, W)`` of clips of ``frames`` frames."""
+        grid = self.backbone.grid
+        return frames // self.spec["tubelet"], grid[1], grid[2]
 
     def _require_vit(self, what: str) -> None:
         if self.kind != "vit":
             raise TypeError(f"{what} needs a ViT encoder (SpatialEncoder.vit), this one is {self.kind!r}")
+
+    def _still_clips(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised frames ``(N, 3, H, W)`` → still clips ``(N, tubelet, 3, H, W)``."""
+        return x.unsqueeze(1).expand(-1, self.spec["tubelet"], -1, -1, -1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` in [0, 1] (or uint8) → embeddings ``(N, embed_dim)``."""
         x = _normalise(images)
         if self.kind == "conv":
             return self.head(self.backbone(x))
+        if self.kind == "video_vit":
+            return self.backbone.forward_head(self.backbone.forward_tokens(self._still_clips(x)))
         return self.backbone(x)
 
     def extra_repr(self) -> str:

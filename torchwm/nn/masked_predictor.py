@@ -1,4 +1,4 @@
-"""I-JEPA's predictor: a narrow ViT that predicts the representations of masked patches."""
+"""The predictor of I-JEPA and V-JEPA: a narrow ViT that predicts the representations of masked patch tokens."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ class MaskedPredictor(nn.Module):
 
     ``forward(context (B, Nc, D), context_idx (B, Nc), target_idx (B, M, Nt))`` → ``(B, M, Nt, D)``.
     Each of the ``M`` target blocks is predicted in its own pass (the context is repeated), as in
-    I-JEPA: blocks do not see each other's mask tokens. Indices are into the row-major patch grid.
-    The transformer is built from timm ``Block``s at width ``dim`` (narrower than the encoder) and
-    uses fixed 2-D sin-cos positions.
+    I-JEPA: blocks do not see each other's mask tokens. Indices are into the row-major token ``grid``:
+    ``(H, W)`` patches of an image or ``(T, H, W)`` tubelets of a clip. The transformer is built from timm
+    ``Block``s at width ``dim`` (narrower than the encoder) and uses fixed sin-cos positions (timm's 2-D ones
+    for images, :func:`~torchwm.nn.video.sincos_positions` for clips).
     """
 
-    def __init__(self, grid: tuple[int, int], embed_dim: int, dim: int = 96, depth: int = 4,
+    def __init__(self, grid: tuple[int, ...], embed_dim: int, dim: int = 96, depth: int = 4,
                  num_heads: int = 3, mlp_ratio: float = 4.0) -> None:
         super().__init__()
         if dim % num_heads:
@@ -28,7 +29,12 @@ class MaskedPredictor(nn.Module):
         self.grid = tuple(grid)
         self.embed = nn.Linear(embed_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
-        pos = build_sincos2d_pos_embed(list(self.grid), dim=dim)  # (H*W, dim)
+        if len(self.grid) == 2:
+            pos = build_sincos2d_pos_embed(list(self.grid), dim=dim)  # (H*W, dim)
+        else:
+            from torchwm.nn.video import sincos_positions
+
+            pos = sincos_positions(self.grid, dim)  # (T*H*W, dim)
         self.register_buffer("pos_embed", pos.reshape(1, -1, dim), persistent=False)
         self.blocks = nn.Sequential(*[Block(dim, num_heads, mlp_ratio, qkv_bias=True) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)

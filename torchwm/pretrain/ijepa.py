@@ -14,36 +14,27 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from torchwm.ema import EMA, momentum_schedule
-from torchwm.losses import LossOutput, covariance_loss, variance_loss
+from torchwm.losses import LossOutput
 from torchwm.masks import MaskBatch, apply_masks
 from torchwm.nn.encoders import SpatialEncoder
 from torchwm.nn.masked_predictor import MaskedPredictor
+from torchwm.pretrain.masked import MaskedLatentPrediction
 
 
-class IJEPA(nn.Module):
+class IJEPA(MaskedLatentPrediction):
     """Context encoder + EMA target encoder + masked predictor.
 
     ``loss(images (B, 3, H, W) in [0, 1], masks: MaskBatch)`` → :class:`LossOutput` whose ``embeddings``
     are the target encoder's pooled image embeddings ``(B, D)`` (for the collapse metrics).
     """
 
+    encoder_kind = "vit"
+    encoder_name = "a ViT encoder (SpatialEncoder.vit)"
+
     def __init__(self, encoder: SpatialEncoder, predictor: MaskedPredictor, ema_start: float = 0.996,
                  ema_end: float = 1.0, var_weight: float = 0.0, cov_weight: float = 0.0) -> None:
-        super().__init__()
-        if encoder.kind != "vit":
-            raise ValueError(f"I-JEPA needs a ViT encoder, got {encoder.kind!r}")
-        self.encoder, self.predictor = encoder, predictor
-        self.target_encoder = EMA(encoder)
-        self.ema_start, self.ema_end = float(ema_start), float(ema_end)
-        self.var_weight, self.cov_weight = float(var_weight), float(cov_weight)
-
-    @property
-    def backbone(self) -> SpatialEncoder:
-        """The pretrained encoder to use downstream (the EMA target encoder)."""
-        return self.target_encoder.module  # type: ignore[return-value]
+        super().__init__(encoder, predictor, ema_start, ema_end, var_weight, cov_weight)
 
     def loss(self, images: torch.Tensor, masks: MaskBatch) -> LossOutput:
         masks = masks.to(images.device)
@@ -55,15 +46,8 @@ class IJEPA(nn.Module):
         context = self.encoder.forward_tokens(images, masks.context)  # (B, Nc, D)
         preds = self.predictor(context, masks.context, masks.targets)  # (B, M, Nt, D)
         prediction = F.smooth_l1_loss(preds, targets)
-        total = prediction
         terms = {"prediction": prediction.detach()}
-        if self.var_weight > 0 or self.cov_weight > 0:
-            # VICReg on the images' pooled context embeddings: keeps them image-dependent. Without it, small
-            # CPU runs collapse to position-only tokens (which make every target block predictable).
-            z = context.mean(dim=1)
-            var, cov = variance_loss(z), covariance_loss(z)
-            total = total + self.var_weight * var + self.cov_weight * cov
-            terms.update(variance=var.detach(), covariance=cov.detach())
+        total = prediction + self.regularize(context, terms)
         with torch.no_grad():
             terms["target_token_std"] = targets.flatten(0, 2).std(0).mean()
             terms["predicted_token_std"] = preds.detach().flatten(0, 2).std(0).mean()
@@ -71,10 +55,6 @@ class IJEPA(nn.Module):
             terms["target_image_std"] = targets.std(0).mean()
         terms["total"] = total.detach()
         return LossOutput(total, terms, pooled.detach(), images.shape[0])
-
-    def after_step(self, step: int, total_steps: int) -> None:
-        """EMA update of the target encoder with the cosine momentum schedule."""
-        self.target_encoder.update(self.encoder, momentum_schedule(step, total_steps, self.ema_start, self.ema_end))
 
 
 def build_ijepa(encoder: SpatialEncoder, *, predictor_dim: int, predictor_depth: int, predictor_heads: int,

@@ -1,4 +1,5 @@
-"""Mask figures: which patches the context encoder sees (green) and which it must predict (red)."""
+"""Pretraining figures: which patches the context encoder sees (green) and which it must predict (red), for
+images (I-JEPA) and clips (V-JEPA), and the views of multi-view pretraining."""
 
 from __future__ import annotations
 
@@ -62,13 +63,65 @@ def mask_figure(images: torch.Tensor, masks: MaskBatch, columns: int = 4):
 def save_mask_figure(images: torch.Tensor, masks: MaskBatch, path: str | Path, writer=None, step: int = 0,
                      tag: str = "masks/examples") -> Path:
     """Draw :func:`mask_figure`, save it as PNG at ``path`` and, with a ``SummaryWriter``, log it as ``tag``."""
+    return save_figure(mask_figure(images, masks), path, writer, step, tag)
+
+
+def clip_mask_figure(clips: torch.Tensor, masks: dict[str, MaskBatch], tubelet: int):
+    """A matplotlib figure of V-JEPA masks: one row per (clip, mask), one column per frame; in each frame the
+    context tokens are green and the target tokens red.
+
+    ``clips (B, T, 3, H, W)`` in [0, 1] (or uint8); ``masks`` over their ``(T / tubelet, h, w)`` token grid.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    clips = clips.float() / 255 if clips.dtype == torch.uint8 else clips.float()
+    b, t = clips.shape[:2]
+    rows = [(i, name) for i in range(b) for name in masks]
+    fig, axes = plt.subplots(len(rows), t, figsize=(1.3 * t, 1.45 * len(rows)), squeeze=False)
+    bools = {name: [m.cpu().numpy() for m in mask.bool_masks()] for name, mask in masks.items()}
+    for r, (i, name) in enumerate(rows):
+        mask = masks[name]
+        steps, h, w = mask.grid
+        context, targets = (m[i].reshape(steps, h * w) for m in bools[name])
+        for f in range(t):
+            ax = axes[r, f]
+            ax.axis("off")
+            img = clips[i, f].detach().cpu().clamp(0, 1).numpy()
+            ax.imshow(mask_overlay(img, context[f // tubelet], targets[f // tubelet], (h, w)))
+            if f == 0:
+                ax.set_title(f"clip {i}: {name}", fontsize=7, loc="left")
+    fig.suptitle("V-JEPA masks per frame: context (green) predicts targets (red)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    return fig
+
+
+def save_figure(fig, path: str | Path, writer=None, step: int = 0, tag: str = "masks/examples") -> Path:
+    """Save a matplotlib ``fig`` as PNG at ``path`` and, with a ``SummaryWriter``, log it as ``tag``; closes it."""
     import matplotlib.pyplot as plt
 
     from torchwm.io import atomic_write_png
 
-    fig = mask_figure(images, masks)
     path = atomic_write_png(path, fig)
     if writer is not None:
         writer.add_figure(tag, fig, step, close=False)
     plt.close(fig)
     return path
+
+
+def save_image_grid(images: torch.Tensor, path: str | Path, writer=None, step: int = 0,
+                    tag: str = "views/examples") -> Path:
+    """``images (N, V, 3, H, W)`` in [0, 1] as a grid (one row per item, its V images side by side), saved as
+    PNG at ``path`` and, with a ``SummaryWriter``, logged as ``tag``."""
+    from torchvision.utils import make_grid
+
+    from torchwm.io import atomic_write_png
+
+    n, v = images.shape[:2]
+    grid = make_grid(images.flatten(0, 1).clamp(0, 1), nrow=v, padding=2, pad_value=1.0)
+    pixels = (grid * 255).round().to(torch.uint8)
+    if writer is not None:
+        writer.add_image(tag, pixels, step)
+    return atomic_write_png(path, pixels)
