@@ -131,7 +131,7 @@ def main() -> None:
                              f"whose domain spec lists {len(spec.coordinates)}")
         stats = landscape(grid_embeddings(agent, spec, args.grid), spec, args.pairs,
                           np.random.default_rng(args.seed))
-        rows.append((run, agent.cfg.embed_dim, stats))
+        rows.append((run, agent.world_model.embed_dim, stats))
     print(f"{args.grid}x{args.grid} positions, {args.pairs} descent pairs")
     print()
     print("| run | embedding | Spearman(latent, physical) | spurious minima per goal | descent reaches goal "

@@ -278,7 +278,9 @@ def test_cli_lists_presets_and_names_what_is_wrong(trained, tmp_path, capsys):
 
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
-    assert "dmc_point_mass, dmc_reacher, dmc_reacher_planning, ijepa_base" in " ".join(capsys.readouterr().out.split())
+    from torchwm.config import preset_names
+
+    assert ", ".join(preset_names()) in " ".join(capsys.readouterr().out.split())
     with pytest.raises(SystemExit, match="no_such_preset.*presets: dmc_point_mass"):
         main(["train", "--config", "no_such_preset"])
     with pytest.raises(SystemExit, match="collect needs a config whose data is collected from env.id"):

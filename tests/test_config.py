@@ -463,8 +463,9 @@ def test_load_config(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------- presets
 
-EXPECTED_PRESETS = {"dmc_point_mass.yaml", "dmc_reacher.yaml", "dmc_reacher_planning.yaml", "ijepa_tiny.yaml", "ijepa_small.yaml",
-                    "ijepa_base.yaml"}
+EXPECTED_PRESETS = {"dmc_point_mass.yaml", "dmc_point_mass_frozen.yaml", "dmc_reacher.yaml", "dmc_reacher_planning.yaml",
+                    "ijepa_tiny.yaml", "ijepa_small.yaml", "ijepa_base.yaml", "sigreg_tiny.yaml", "sigreg_point_mass.yaml",
+                    "vjepa_tiny.yaml"}
 
 
 def test_expected_presets_exist() -> None:
@@ -480,7 +481,7 @@ def test_presets_load_by_name_from_any_directory(tmp_path, monkeypatch) -> None:
     # a file of that name in the working directory wins over the preset
     JEPAConfig().override(["epochs=3"]).save(tmp_path / "dmc_reacher")
     assert JEPAConfig.load("dmc_reacher").epochs == 3
-    with pytest.raises(FileNotFoundError, match="no_such_preset.*presets: dmc_point_mass, dmc_reacher"):
+    with pytest.raises(FileNotFoundError, match="no_such_preset.*presets: dmc_point_mass, dmc_point_mass_frozen"):
         JEPAConfig.load("no_such_preset")
     with pytest.raises(FileNotFoundError, match="not a preset"):
         JEPAConfig.load("configs/dmc_reacher.yaml")  # a path is never looked up among the presets
@@ -518,3 +519,20 @@ def test_preset_values() -> None:
         assert cfg.dataset == "imagefolder"
         assert (cfg.embed_dim, cfg.num_heads, cfg.image_size, cfg.patch_size) == (dim, heads, size, patch)
     assert JEPAConfig.load(CONFIG_DIR / "ijepa_tiny.yaml").learning_rate == 1e-3
+
+
+def test_pretraining_presets_share_their_worlds_data_and_pick_their_jobs() -> None:
+    from torchwm.agents import JEPAAgent
+    from torchwm.agents.trajectory_data import TrajectoryData
+
+    jobs = {name: JEPAConfig.load(name).job for name in preset_names()}
+    assert jobs["sigreg_tiny"] == jobs["ijepa_tiny"] == jobs["sigreg_point_mass"] == "image_pretraining"
+    assert jobs["vjepa_tiny"] == "video_pretraining" and jobs["dmc_point_mass_frozen"] == "world_model"
+    # a pretraining run on episodes reads the store of the world-model preset with the same env and data
+    pairs = [("sigreg_point_mass", "dmc_point_mass"), ("vjepa_tiny", "dmc_reacher"), ("vjepa_tiny", "dmc_reacher_planning")]
+    for pretraining, world in pairs:
+        a, b = (JEPAAgent(JEPAConfig.load(n), check_paths=False) for n in (pretraining, world))
+        assert isinstance(a, TrajectoryData) and a.store_path() == b.store_path(), (pretraining, world)
+    frozen = JEPAConfig.load("dmc_point_mass_frozen")
+    assert frozen.model.freeze_encoder and frozen.model.pretrained == JEPAConfig.load("sigreg_point_mass").logging.run_dir
+    assert JEPAConfig.load("sigreg_point_mass").pretrain.geometric_augment is False  # views keep where the mass is

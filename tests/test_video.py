@@ -12,7 +12,7 @@ from PIL import Image
 
 from torchwm import JEPAAgent, JEPAConfig
 from torchwm.data import CollectSpec, StoreClips, VideoFolder, collect
-from torchwm.masks import FutureMask, TubeMask, apply_masks
+from torchwm.masks import FutureMask, TubeMask
 from torchwm.nn.encoders import SpatialEncoder
 from torchwm.nn.video import TubeletEmbed, sincos_positions
 from torchwm.runs import RunDir

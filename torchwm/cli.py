@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 DEMO_PRESET = "dmc_point_mass"
-PRETRAIN_PRESET = "ijepa_tiny"
+PRETRAIN_PRESET = "sigreg_tiny"
 
 
 def _add_config_args(parser: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -103,7 +103,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    """Pretrain the spatial encoder (I-JEPA on an image folder: dataset imagefolder); resumes."""
+    """Pretrain the spatial encoder (pretrain.method: sigreg, ijepa or vjepa; on images, episodes or videos);
+    resumes an interrupted run."""
     agent = _agent(args, need="pretraining")
     print(agent.describe(agent.train()))
 

@@ -9,6 +9,8 @@ callable handed to :class:`Trainer` that returns named scalars.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -129,6 +131,24 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
+@contextlib.contextmanager
+def _threads_beside_workers(workers: int) -> Iterator[None]:
+    """With ``workers`` loader processes, give the training process the remaining cores' worth of intra-op
+    threads (at least one), and restore the setting after.
+
+    Loader workers use one thread each; left at its default, the training process also takes every core, and
+    the two oversubscribe. Measured on 2 cores, multi-view SIGReg on 64 px images with one loader worker
+    (augmentation-bound): 39 images/s with 2 training threads, 52 with 1.
+    """
+    before = torch.get_num_threads()
+    if workers > 0:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - workers))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
@@ -202,6 +222,10 @@ class Trainer:
     # ------------------------------------------------------------------------------------ the loop
     def fit(self) -> list[dict[str, float]]:
         """Train until ``total_steps`` (resuming if a checkpoint exists); returns the logged records."""
+        with _threads_beside_workers(self.s.loader_workers):
+            return self._fit()
+
+    def _fit(self) -> list[dict[str, float]]:
         from tqdm.auto import tqdm
 
         s = self.s

@@ -75,16 +75,23 @@ class ImagePretrainingAgent(TrajectoryData, JEPAAgent, job="image_pretraining"):
     def training_data(self):
         """The training dataset (per-sample seeds: augmentations do not depend on loader workers or resumes)
         and the function from one of its batches to the model's ``loss`` arguments."""
-        from torchwm.data.images import MultiView, SeededSamples, train_transform
+        from torchwm.data.images import SeededSamples, train_transform
 
         c, p = self.cfg, self.cfg.pretrain
         if p.method == "sigreg":
-            views = MultiView(self.images(), c.image_size, p.global_views, p.local_views, (p.crop_scale_min, 1.0),
-                              (p.local_crop_scale_min, p.crop_scale_min), p.geometric_augment)
+            views = self.views(self.images())
             return SeededSamples(views), lambda batch: (batch[0],)
         masks = self.mask_sampler()
         images = self.images(train_transform(c.image_size, (p.crop_scale_min, 1.0)))
         return SeededSamples(images), lambda batch: (batch[0], masks(batch[0].shape[0]))
+
+    def views(self, images):
+        """SIGReg: ``images`` (``(image, label)`` pairs) as stacks of the views training draws."""
+        from torchwm.data.images import MultiView
+
+        c, p = self.cfg, self.cfg.pretrain
+        return MultiView(images, c.image_size, p.global_views, p.local_views, (p.crop_scale_min, 1.0),
+                         (p.local_crop_scale_min, p.crop_scale_min), p.geometric_augment, p.color_jitter)
 
     def probe(self):
         """The evaluation run during training: for an image folder, linear-probe and k-NN accuracy on
@@ -163,12 +170,11 @@ class ImagePretrainingAgent(TrajectoryData, JEPAAgent, job="image_pretraining"):
     def views_figure(self, count: int = 6, folder: str | Path | None = None) -> Path:
         """SIGReg: the views of ``count`` images as training draws them (one row per image, global views first).
         Saves ``run_dir/figures/views.png`` and logs it to TensorBoard (``views/examples``); returns the path."""
-        from torchwm.data.images import MultiView, SeededSamples
+        from torchwm.data.images import SeededSamples
         from torchwm.viz.masks import save_image_grid
 
-        c, p = self.cfg, self.cfg.pretrain
-        views = MultiView(_List(self._examples(count, folder, None)), c.image_size, p.global_views, p.local_views,
-                          (p.crop_scale_min, 1.0), (p.local_crop_scale_min, p.crop_scale_min), p.geometric_augment)
+        c = self.cfg
+        views = self.views(_List(self._examples(count, folder, None)))
         rows = [SeededSamples(views)[(i, c.seed + i)][0] for i in range(len(views))]
         with self._writer() as writer:
             return save_image_grid(torch.stack(rows), self.run.figures_dir / VIEWS_FIGURE, writer, self.trained_steps,

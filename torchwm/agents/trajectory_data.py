@@ -34,12 +34,15 @@ class TrajectoryData:
         return Path(self.cfg.data.path or Path(DEFAULT_STORE_ROOT) / self.collect_spec().store_name())
 
     def collect(self):
-        """Collect (or reuse) the reward-free trajectory store of the config; returns it."""
+        """Collect (or reuse) the reward-free trajectory store of the config; returns it (checked once per agent)."""
         from torchwm.data.collect import ensure_collected
 
-        d = self.cfg.data
-        return ensure_collected(self.collect_spec(), self.store_path(), d.episodes, workers=d.workers,
-                                progress=self.cfg.logging.progress)
+        store = getattr(self, "_store", None)
+        if store is None or not store.path.is_dir():
+            d = self.cfg.data
+            store = self._store = ensure_collected(self.collect_spec(), self.store_path(), d.episodes,
+                                                   workers=d.workers, progress=self.cfg.logging.progress)
+        return store
 
     def split(self, store) -> tuple[list[int], list[int]]:
         """``(training episodes, held-out episodes)``: ``data.heldout_fraction`` of them held out, by the seed."""

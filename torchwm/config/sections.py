@@ -44,7 +44,8 @@ class DataConfig:
     heldout_fraction: float = opt(0.1, min=0.0, lt=1.0)
     """fraction of episodes held out for evaluation, in [0, 1)"""
     loader_workers: int = opt(0, min=0)
-    """DataLoader worker processes (>= 0; 0 = load in the main process)"""
+    """DataLoader worker processes (>= 0; 0 = load in the main process); training then uses the other cores'
+    worth of threads (worth it when augmentation is costly, as for multi-view pretraining)"""
 
 
 @dataclass
@@ -201,6 +202,8 @@ class PretrainConfig:
     """sigreg: smaller crops of each image, also predicting the global views' embedding (>= 0)"""
     local_crop_scale_min: float = opt(0.05, gt=0.0, max=1.0)
     """sigreg: smallest local crop, as a fraction of the image (local crops reach crop_scale_min), in (0, 1]"""
+    color_jitter: float = opt(0.8, min=0.0, max=1.0)
+    """sigreg: strength s of the colour jitter (brightness, contrast, saturation s, hue s/4; LeJEPA's 0.8), in [0, 1]"""
     geometric_augment: bool = True
     """sigreg: views are random resized crops and flips; false: only colour jitter, grayscale and blur, so
     every view keeps where things are (for encoders that plan)"""

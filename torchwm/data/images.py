@@ -69,16 +69,16 @@ def eval_transform(image_size: int) -> Callable[[ImageLike], torch.Tensor]:
                        v2.ToDtype(torch.float32, scale=True)])
 
 
-def view_transform(image_size: int, crop_scale: tuple[float, float],
-                   geometric: bool = True) -> Callable[[ImageLike], torch.Tensor]:
+def view_transform(image_size: int, crop_scale: tuple[float, float], geometric: bool = True,
+                   jitter: float = 0.8) -> Callable[[ImageLike], torch.Tensor]:
     """One random view of an image for multi-view pretraining (LeJEPA's recipe, torchvision ``transforms.v2``):
-    colour jitter (p 0.8), grayscale (p 0.2), Gaussian blur (p 0.5) and solarisation (p 0.2), after a random
-    resized crop of ``crop_scale`` and a horizontal flip when ``geometric`` (else every view keeps the whole
-    image, unmoved) → ``(3, S, S)`` in [0, 1]."""
+    colour jitter of strength ``jitter`` (p 0.8), grayscale (p 0.2), Gaussian blur (p 0.5) and solarisation
+    (p 0.2), after a random resized crop of ``crop_scale`` and a horizontal flip when ``geometric`` (else every
+    view keeps the whole image, unmoved) → ``(3, S, S)`` in [0, 1]."""
     blur = max(3, image_size // 10 | 1)  # odd kernel, about a tenth of the image
     crop = [v2.RandomResizedCrop(image_size, scale=crop_scale, antialias=True), v2.RandomHorizontalFlip()]
     steps = [v2.ToImage(), *(crop if geometric else [v2.Resize((image_size, image_size), antialias=True)]),
-             v2.RandomApply([v2.ColorJitter(0.8, 0.8, 0.8, 0.2)], p=0.8), v2.RandomGrayscale(p=0.2),
+             v2.RandomApply([v2.ColorJitter(jitter, jitter, jitter, jitter / 4)], p=0.8), v2.RandomGrayscale(p=0.2),
              v2.RandomApply([v2.GaussianBlur(blur, sigma=(0.1, 2.0))], p=0.5),
              v2.RandomSolarize(threshold=128, p=0.2), v2.ToDtype(torch.float32, scale=True)]
     return v2.Compose(steps)
@@ -90,10 +90,11 @@ class MultiView(Dataset):
     :func:`view_transform`."""
 
     def __init__(self, dataset: Dataset, image_size: int, global_views: int, local_views: int,
-                 global_scale: tuple[float, float], local_scale: tuple[float, float], geometric: bool = True) -> None:
+                 global_scale: tuple[float, float], local_scale: tuple[float, float], geometric: bool = True,
+                 jitter: float = 0.8) -> None:
         self.dataset, self.global_views, self.local_views = dataset, global_views, local_views
-        self.global_view = view_transform(image_size, global_scale, geometric)
-        self.local_view = view_transform(image_size, local_scale, geometric)
+        self.global_view = view_transform(image_size, global_scale, geometric, jitter)
+        self.local_view = view_transform(image_size, local_scale, geometric, jitter)
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
