@@ -1,7 +1,7 @@
 """Frozen-feature quality of pretraining runs against the same architecture randomly initialised.
 
     python benchmarks/pretrain_probe.py --run runs/sigreg_tiny --run runs/ijepa_tiny     # shapes: class probes
-    python benchmarks/pretrain_probe.py --run runs/vjepa_reacher --run runs/sigreg_reacher  # episodes: state R^2
+    python benchmarks/pretrain_probe.py --run runs/vjepa_tiny --run runs/sigreg_reacher    # episodes: state R^2
 
 For a run on an image folder with a labelled ``pretrain.val_folder``: linear-probe (logistic regression on
 standardised features) and k-NN accuracy, trained on the training folder and scored on the val folder. For a

@@ -465,7 +465,7 @@ def test_load_config(tmp_path: Path) -> None:
 
 EXPECTED_PRESETS = {"dmc_point_mass.yaml", "dmc_point_mass_frozen.yaml", "dmc_reacher.yaml", "dmc_reacher_planning.yaml",
                     "ijepa_tiny.yaml", "ijepa_small.yaml", "ijepa_base.yaml", "sigreg_tiny.yaml", "sigreg_point_mass.yaml",
-                    "vjepa_tiny.yaml"}
+                    "vjepa_tiny.yaml", "sigreg_reacher.yaml", "dmc_reacher_frozen.yaml"}
 
 
 def test_expected_presets_exist() -> None:
@@ -527,12 +527,16 @@ def test_pretraining_presets_share_their_worlds_data_and_pick_their_jobs() -> No
 
     jobs = {name: JEPAConfig.load(name).job for name in preset_names()}
     assert jobs["sigreg_tiny"] == jobs["ijepa_tiny"] == jobs["sigreg_point_mass"] == "image_pretraining"
-    assert jobs["vjepa_tiny"] == "video_pretraining" and jobs["dmc_point_mass_frozen"] == "world_model"
+    assert jobs["sigreg_reacher"] == "image_pretraining"
+    assert jobs["vjepa_tiny"] == "video_pretraining"
+    assert jobs["dmc_point_mass_frozen"] == jobs["dmc_reacher_frozen"] == "world_model"
     # a pretraining run on episodes reads the store of the world-model preset with the same env and data
-    pairs = [("sigreg_point_mass", "dmc_point_mass"), ("vjepa_tiny", "dmc_reacher"), ("vjepa_tiny", "dmc_reacher_planning")]
+    pairs = [("sigreg_point_mass", "dmc_point_mass"), ("vjepa_tiny", "dmc_reacher"), ("vjepa_tiny", "dmc_reacher_planning"),
+             ("sigreg_reacher", "dmc_reacher_planning"), ("dmc_reacher_frozen", "dmc_reacher_planning")]
     for pretraining, world in pairs:
         a, b = (JEPAAgent(JEPAConfig.load(n), check_paths=False) for n in (pretraining, world))
         assert isinstance(a, TrajectoryData) and a.store_path() == b.store_path(), (pretraining, world)
-    frozen = JEPAConfig.load("dmc_point_mass_frozen")
-    assert frozen.model.freeze_encoder and frozen.model.pretrained == JEPAConfig.load("sigreg_point_mass").logging.run_dir
-    assert JEPAConfig.load("sigreg_point_mass").pretrain.geometric_augment is False  # views keep where the mass is
+    for frozen_name, pretraining in (("dmc_point_mass_frozen", "sigreg_point_mass"), ("dmc_reacher_frozen", "sigreg_reacher")):
+        frozen = JEPAConfig.load(frozen_name)
+        assert frozen.model.freeze_encoder and frozen.model.pretrained == JEPAConfig.load(pretraining).logging.run_dir
+        assert JEPAConfig.load(pretraining).pretrain.geometric_augment is False  # views keep where the bodies are

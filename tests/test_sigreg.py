@@ -160,17 +160,10 @@ def test_sigreg_on_episode_frames_logs_the_state_probe(point_mass_run):
     assert len(agent.images()) == 3 * 16  # the frames of the 3 training episodes
 
 
-def test_world_model_on_a_frozen_pretrained_encoder(point_mass_run):
+def test_world_model_on_a_frozen_pretrained_encoder(point_mass_run, frozen_world_model_config):
     pretrained, _, tmp = point_mass_run
-    cfg = JEPAConfig().override([f"{k}={v}" for k, v in {
-        "image_size": 16, "env.id": "dmc:point_mass-easy", "model.pretrained": str(pretrained.run_dir),
-        "model.freeze_encoder": True, "model.history": 2, "model.temporal_hidden": 16, "model.predictor_hidden": 32,
-        "predict_horizon": 2, "batch_size": 4, "learning_rate": 1e-3, "device": "cpu",
-        "data.path": str(tmp / "store"), "data.episodes": 4, "data.steps": 15, "data.policy": "noise",
-        "data.workers": 1, "train.steps": 5, "train.warmup_steps": 1, "train.eval_every": 5,
-        "planning.samples": 8, "planning.elites": 2, "planning.iterations": 1, "planning.horizon": 2,
-        "planning.episode_steps": 2, "planning.eval_episodes": 1, "planning.parallel": 1, "planning.videos": 0,
-        "logging.run_dir": str(tmp / "wm"), "logging.progress": False, "logging.tensorboard": False}.items()])
+    cfg = frozen_world_model_config(pretrained.run_dir, "dmc:point_mass-easy", tmp / "store", tmp / "wm",
+                                    image_size=16, episodes=4, steps=15)
     agent = JEPAAgent(cfg)
     before = {k: v.clone() for k, v in pretrained.model.backbone.state_dict().items()}
     agent.train()

@@ -232,3 +232,19 @@ def test_vjepa_resume_is_exact(reacher_store, tmp_path, monkeypatch):
         assert torch.equal(a[k], b[k]), k
     strip = lambda records: [{k: v for k, v in r.items() if "per_s" not in k} for r in records]  # noqa: E731
     assert strip(RunDir(tmp_path / "b").read_metrics()) == strip(RunDir(tmp_path / "a").read_metrics())
+
+
+def test_world_model_plans_on_a_frozen_video_encoder(reacher_store, tmp_path, frozen_world_model_config):
+    video = JEPAAgent(vjepa_config(tmp_path / "video", reacher_store.path, **{"train.steps": 2, "train.eval_every": 100}))
+    video.train()
+    cfg = frozen_world_model_config(video.run_dir, "dmc:reacher-easy", reacher_store.path, tmp_path / "wm",
+                                    image_size=SIZE, episodes=4, steps=12, seed=1)
+    agent = JEPAAgent(cfg)
+    before = {k: v.clone() for k, v in video.model.backbone.state_dict().items()}
+    agent.train()
+    model = agent.world_model
+    assert model.encoder.kind == "video_vit" and model.freeze_encoder
+    after = model.encoder.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    result = JEPAAgent.load(agent.run_dir).evaluate(episodes=1, baseline=False)
+    assert len(result.results["planner"].success) == 1
