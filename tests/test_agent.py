@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from torchwm import JEPAAgent, JEPAConfig
-from torchwm.eval.goal_reaching import episode_seeds, wilson_interval
+from torchwm.eval.goal_reaching import GoalReaching, PolicyResult, episode_seeds, wilson_interval
 
 
 def _tiny_config(tmp_path, **overrides) -> JEPAConfig:
@@ -133,6 +133,14 @@ def test_same_seed_gives_the_same_evaluation(trained):
 def test_wilson_interval_matches_known_values(successes, n, low, high):
     lo, hi = wilson_interval(successes, n)
     assert lo == pytest.approx(low, abs=1e-4) and hi == pytest.approx(high, abs=1e-4)
+
+
+def test_results_table_reports_steps_to_success_only_where_goals_were_reached():
+    reached = PolicyResult(np.array([True, False]), np.array([0.01, 0.3]), np.array([0.01, 0.2]), np.array([7, -1]), 2.5)
+    never = PolicyResult(np.array([False, False]), np.array([0.3, 0.4]), np.array([0.2, 0.3]), np.array([-1, -1]), 0.0)
+    table = GoalReaching("dmc:point_mass-easy", [0, 1], 10, {"planner": reached, "random": never}).table()
+    assert "| planner | 50% | 9%-91% | 0.155 | 7.0 | 2.5 |" in table
+    assert "| random | 0% | 0%-66% | 0.350 | - | 0.0 |" in table and "nan" not in table
 
 
 def test_cli_train_and_plan(tmp_path, capsys):

@@ -115,8 +115,10 @@ class GoalReaching:
                 "|---|---:|---:|---:|---:|---:|"]
         for name, r in self.results.items():
             s = r.summary()
+            reached = s["steps_to_success_mean"]
+            reached_text = "-" if np.isnan(reached) else f"{reached:.1f}"  # no episode reached its goal
             rows.append(f"| {name} | {s['success_rate']:.0%} | {s['success_ci95_low']:.0%}-{s['success_ci95_high']:.0%} "
-                        f"| {s['final_distance_mean']:.3f} | {s['steps_to_success_mean']:.1f} | {s['ms_per_step']:.1f} |")
+                        f"| {s['final_distance_mean']:.3f} | {reached_text} | {s['ms_per_step']:.1f} |")
         return "\n".join(rows)
 
     def __repr__(self) -> str:
