@@ -69,8 +69,12 @@ def eval_transform(image_size: int) -> Callable[[ImageLike], torch.Tensor]:
                        v2.ToDtype(torch.float32, scale=True)])
 
 
+VIEW_JITTER = 0.8
+"""LeJEPA's colour-jitter strength for multi-view pretraining (brightness, contrast, saturation; hue a quarter)"""
+
+
 def view_transform(image_size: int, crop_scale: tuple[float, float], geometric: bool = True,
-                   jitter: float = 0.8) -> Callable[[ImageLike], torch.Tensor]:
+                   jitter: float = VIEW_JITTER) -> Callable[[ImageLike], torch.Tensor]:
     """One random view of an image for multi-view pretraining (LeJEPA's recipe, torchvision ``transforms.v2``):
     colour jitter of strength ``jitter`` (p 0.8), grayscale (p 0.2), Gaussian blur (p 0.5) and solarisation
     (p 0.2), after a random resized crop of ``crop_scale`` and a horizontal flip when ``geometric`` (else every
@@ -91,7 +95,7 @@ class MultiView(Dataset):
 
     def __init__(self, dataset: Dataset, image_size: int, global_views: int, local_views: int,
                  global_scale: tuple[float, float], local_scale: tuple[float, float], geometric: bool = True,
-                 jitter: float = 0.8) -> None:
+                 jitter: float = VIEW_JITTER) -> None:
         self.dataset, self.global_views, self.local_views = dataset, global_views, local_views
         self.global_view = view_transform(image_size, global_scale, geometric, jitter)
         self.local_view = view_transform(image_size, local_scale, geometric, jitter)
