@@ -15,8 +15,9 @@ args = parser.parse_args()
 
 cfg = JEPAConfig.load("dmc_reacher_planning")  # the reacher preset shaped for planning
 cfg.logging.run_dir = "runs/example_reacher"
-if args.steps:
+if args.steps:  # its own run directory: resuming the full run with other settings would mix two experiments
     cfg.train.steps = args.steps
+    cfg.logging.run_dir = f"runs/example_reacher_{args.steps}steps"
 
 agent = JEPAAgent(cfg)
 metrics = agent.train()  # collects the data first (cached), resumes if interrupted

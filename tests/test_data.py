@@ -106,8 +106,9 @@ def test_write_episode_refuses_bad_input(tmp_path):
     with pytest.raises(ValueError, match="uint8"):
         store.write_episode(0, frames.astype(np.float32), actions, states, rewards)
     store.write_episode(0, frames, actions, states, rewards)
-    with pytest.raises(StoreError, match="already exists"):
-        store.write_episode(0, frames, actions, states, rewards)
+    store.write_episode(0, frames, actions, states, rewards)  # the same episode again: already done
+    with pytest.raises(StoreError, match="already stored with different frames"):
+        store.write_episode(0, frames[::-1].copy(), actions, states, rewards)
     store.write_episode(0, *fake_episode(6, 1), overwrite=True)
     assert TrajectoryStore(tmp_path / "s").lengths == {0: 6}
 

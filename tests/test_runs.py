@@ -71,7 +71,7 @@ def test_saved_model_and_checkpoint_both_yield_the_encoder(tmp_path):
 
 def test_files_that_are_not_runs_are_named(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
-    with pytest.raises(ValueError, match="junk.pt: not a torchwm model or checkpoint"):
+    with pytest.raises(ValueError, match="junk.pt: truncated, or not a torchwm model or checkpoint"):
         load_state(tmp_path / "junk.pt")
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(ValueError, match="list.pt: not a torchwm model or checkpoint"):

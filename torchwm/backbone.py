@@ -57,6 +57,13 @@ class Backbone(nn.Module):
     the encoder's ``image_size`` when different) → features ``(N, num_features)``.
     ``forward_features(images)`` → tokens ``(N, L, C)`` (timm-style). ``image_size`` and ``num_features``
     describe the encoder.
+
+    ``pretrained_cfg`` (alias ``default_cfg``) describes the input the timm way, so
+    ``timm.data.resolve_data_config(model=backbone)`` reports it: ``input_size`` ``(3, image_size,
+    image_size)``, ``mean`` 0 / ``std`` 1, ``bilinear`` interpolation (what ``forward`` resizes with) and
+    ``crop_pct`` 1.0 (whole frames, no centre crop). The backbone normalises internally (mean 0.5, std 0.5), so
+    it takes images in [0, 1] (or uint8): the identity mean/std makes ``timm.data.create_transform(
+    **resolve_data_config(model=backbone))`` hand it exactly that, not images normalised twice.
     """
 
     def __init__(self, encoder: SpatialEncoder, trainable: bool = False) -> None:
@@ -68,6 +75,12 @@ class Backbone(nn.Module):
         encoder.requires_grad_(trainable)
         if not trainable:
             encoder.eval()
+        self.pretrained_cfg = _data_cfg(encoder, self.image_size)
+
+    @property
+    def default_cfg(self) -> dict:
+        """timm's older name for :attr:`pretrained_cfg`."""
+        return self.pretrained_cfg
 
     def train(self, mode: bool = True) -> Backbone:
         super().train(mode)
@@ -90,6 +103,19 @@ class Backbone(nn.Module):
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         return self.encoder.forward_features(self._prepare(images))
+
+
+def _data_cfg(encoder: SpatialEncoder, image_size: int) -> dict:
+    """timm-style data config of ``encoder``'s input (see :class:`Backbone`)."""
+    cfg = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), interpolation="bilinear", crop_pct=1.0,
+               crop_mode="center", num_classes=0)
+    if image_size:
+        cfg["input_size"] = (3, image_size, image_size)
+    else:  # a timm architecture built at its own default size
+        inner = getattr(encoder.backbone, "pretrained_cfg", None) or {}
+        if inner.get("input_size"):
+            cfg["input_size"] = tuple(inner["input_size"])
+    return cfg
 
 
 def load_backbone(path_or_run_dir: str | os.PathLike[str], trainable: bool = False,

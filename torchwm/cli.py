@@ -7,8 +7,13 @@ a preset shipped with torchwm, and any number of ``--set section.field=value`` o
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import os
+import shlex
 import sys
 from pathlib import Path
+from typing import Iterator
 
 DEMO_PRESET = "dmc_point_mass"
 PRETRAIN_PRESET = "sigreg_tiny"
@@ -27,10 +32,27 @@ def _add_config_args(parser: argparse.ArgumentParser, default: str | None = None
 def _config(args: argparse.Namespace):
     from torchwm.config import load_config
 
+    if args.config is None:  # train/collect: the library's defaults are a 224 px ViT-Base, not a CPU job
+        args.config = DEMO_PRESET
+        print(f"no --config given: using the preset {DEMO_PRESET} (pass --config FILE_OR_PRESET to choose)",
+              file=sys.stderr)
     try:
         return load_config(args.config, args.overrides)
     except (OSError, ValueError) as err:
-        raise SystemExit(f"error: invalid config:\n{err}") from None
+        text = str(err)
+        raise SystemExit(_error_line(text if str(args.config) in text else f"{args.config}: {text}")) from None
+
+
+def _error_line(message: str) -> str:
+    """``error: ...`` on one line (multi-line messages, such as config problem lists, joined with "; ")."""
+    parts = [part.strip() for part in str(message).splitlines() if part.strip()]
+    text = "; ".join(parts).replace(":;", ":")
+    return text if text.startswith("error: ") else f"error: {text}"
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise SystemExit(_error_line(f"{name} {value}: must be a positive integer"))
 
 
 def _agent(args: argparse.Namespace, need: str = ""):
@@ -84,6 +106,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
             agent.cfg = agent.cfg.override(args.overrides).validate(check_paths=False)
         except ValueError as err:
             raise SystemExit(f"error: invalid override:\n{err}") from None
+    _positive("--episodes", args.episodes)
     result = agent.evaluate(episodes=args.episodes, seed=args.seed)
     print(result.table())
     print(f"results: {run / 'eval' / 'goal_reaching.json'}; videos: {run / 'eval' / 'videos'}")
@@ -91,7 +114,10 @@ def cmd_plan(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """The main job: collect (cached), train and evaluate zero-shot goal reaching on the default task."""
+    from torchwm.envs.domains import require_goals
+
     agent = _agent(args, need="planning")
+    require_goals(agent.cfg.env.id, "torchwm demo (collect, train, then evaluate goal reaching)")
     print(f"[1/3] data: {agent.cfg.data.episodes} reward-free episodes of {agent.cfg.env.id}")
     agent.collect()
     print(f"[2/3] training the world model into {agent.run_dir}")
@@ -117,6 +143,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
     from torchwm.data.images import ImageFiles
     from torchwm.eval.classification import embed_dataset
 
+    _positive("--batch-size", args.batch_size)
     try:
         backbone = load_backbone(args.run)
         files = ImageFiles(args.images, _resize_to_tensor(backbone.image_size))
@@ -211,7 +238,84 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(code)
         return
     args = parser.parse_args(argv)
-    args.func(args)
+    code = _run(args, argv)
+    if code:
+        raise SystemExit(code)
+
+
+# Errors a user can act on: their message names the file or field and what to do; anything else is a bug and
+# keeps its traceback. TORCHWM_DEBUG=1 shows the traceback of these too.
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from torchwm.data.store import StoreError
+    from torchwm.training import NonFiniteLossError
+
+    errors: list[type[BaseException]] = [ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+                                         PermissionError, StoreError, NonFiniteLossError]
+    try:
+        from torchwm.locks import RunLockedError
+
+        errors.append(RunLockedError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+RESUMABLE_COMMANDS = ("train", "pretrain", "demo", "collect")
+
+
+@contextlib.contextmanager
+def _run_events_shown() -> Iterator[None]:
+    """Show torchwm's run events (``logging`` at INFO: start, resume from step N, checkpoints, evaluations) on
+    stderr, written around the progress bars (tqdm's ``logging_redirect_tqdm``)."""
+    import logging
+
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    logger = logging.getLogger("torchwm")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # not again through a root handler some dependency installed
+    try:
+        with logging_redirect_tqdm(loggers=[logger]):
+            yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
+    """Run a command; ordinary failures become one ``error:`` line and exit status 1, Ctrl-C exit status 130."""
+    if os.environ.get("TORCHWM_DEBUG"):
+        with _run_events_shown():
+            args.func(args)
+        return 0
+    command = "torchwm " + shlex.join(argv)
+    try:
+        with _run_events_shown():
+            args.func(args)
+    except KeyboardInterrupt:
+        hint = (f"; run the same command to resume from the last checkpoint: {command}"
+                if args.command in RESUMABLE_COMMANDS else "")
+        print(f"\ninterrupted{hint}", file=sys.stderr)
+        return 130
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            where = f" writing {err.filename}" if err.filename else ""
+            print(_error_line(f"no space left on the device{where}; free some space (nothing written so far is "
+                              f"lost: files are replaced atomically), then rerun: {command}"), file=sys.stderr)
+            return 1
+        if not isinstance(err, _user_errors()):
+            raise
+        print(_error_line(str(err)), file=sys.stderr)
+        return 1
+    except _user_errors() as err:
+        print(_error_line(str(err)), file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

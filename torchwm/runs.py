@@ -10,6 +10,7 @@ Layout of ``run_dir``::
     eval/                  evaluation results (JSON) and episode videos
     figures/               figures (PNG)
     events.out.tfevents.*  TensorBoard
+    .lock                  held by the process training into the directory (see :mod:`torchwm.locks`)
 
 Every saved model and checkpoint carries its spatial encoder's ``encoder_spec`` (the constructor
 arguments of :class:`~torchwm.nn.encoders.SpatialEncoder`), so an encoder is rebuilt from any run file
@@ -23,10 +24,12 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, ContextManager
 
-from torchwm.io import atomic_torch_save, atomic_write_text
+from torchwm.io import atomic_torch_save, atomic_write_text, remove_stale_temp
+from torchwm.locks import hold
 
 CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.pt"
@@ -36,6 +39,11 @@ METRICS_LOG = "metrics.jsonl"
 METRICS_FILE = "metrics.json"
 EVAL_DIR = "eval"
 FIGURES_DIR = "figures"
+EVENTS_PATTERN = "events.out.tfevents.*"
+
+
+class TornMetricsWarning(UserWarning):
+    """The last line of ``metrics.jsonl`` was cut short (the run was killed while writing it); it is ignored."""
 
 
 class RunDir:
@@ -58,13 +66,52 @@ class RunDir:
         """Whether a run was started here (its config and checkpoints exist)."""
         return self.config.exists() and self.checkpoint.parent.exists()
 
+    def writing(self) -> ContextManager[Path]:
+        """Hold the run's lock in a ``with`` block (one writer per run directory; re-entrant in a process).
+        Another process holding it raises :class:`~torchwm.locks.RunLockedError` at once."""
+        return hold(self.path)
+
+    def start_fresh(self) -> None:
+        """Before training from step 0: drop what a run killed before its first checkpoint left (its metrics
+        log and TensorBoard event files), so they are not logged twice."""
+        self.metrics_log.unlink(missing_ok=True)
+        for events in self.path.glob(EVENTS_PATTERN):
+            if events.is_file():
+                events.unlink()
+
+    def remove_stale_temp(self) -> list[Path]:
+        """Remove temporary files of interrupted atomic writes in the run directory and ``checkpoints/``
+        (any other process's: the caller holds the run's lock); returns them."""
+        folders = (self.path, self.checkpoint.parent)
+        return [f for folder in folders for f in remove_stale_temp(folder, every_writer=True)]
+
     # ----------------------------------------------------------------------------------- metrics
     def read_metrics(self) -> list[dict[str, float]]:
-        """The records of ``metrics.jsonl`` in order (empty if there are none)."""
+        """The records of ``metrics.jsonl`` in order (empty if there are none).
+
+        A last line cut short (a run killed while writing it) is ignored with a :class:`TornMetricsWarning`;
+        the next resume rewrites the log without it. A damaged line elsewhere raises ``ValueError``.
+        """
         if not self.metrics_log.exists():
             return []
-        lines = self.metrics_log.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        lines = [(n, line) for n, line in enumerate(self.metrics_log.read_text(encoding="utf-8").split("\n"), 1)
+                 if line.strip()]
+        records = []
+        for i, (n, line) in enumerate(lines):
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError(f"a {type(record).__name__}, not a record")
+            except ValueError as err:
+                if i == len(lines) - 1:
+                    warnings.warn(f"{self.metrics_log}: line {n} is incomplete (the run was killed while writing "
+                                  "it) and is ignored; resuming the run rewrites the log without it",
+                                  TornMetricsWarning, stacklevel=2)
+                    break
+                raise ValueError(f"{self.metrics_log}: line {n} is not a JSON record ({err}); delete that line "
+                                 "or the file (metrics.json and TensorBoard keep the final values)") from None
+            records.append(record)
+        return records
 
     def append_metrics(self, record: dict[str, float]) -> None:
         """Append one record (a line of JSON) to ``metrics.jsonl``."""
@@ -116,19 +163,28 @@ def find_model_file(path: str | os.PathLike[str]) -> Path:
                             f"or {CHECKPOINT_DIR}/{LAST_CHECKPOINT})")
 
 
+def read_torch_file(file: str | os.PathLike[str], map_location: Any = "cpu") -> Any:
+    """``torch.load(file, weights_only=True)``; a truncated or foreign file raises ``ValueError`` naming the file and
+    what to do (torch's own message names neither, and suggests unsafe loading)."""
+    import torch  # here: collection workers import torchwm without torch
+
+    try:
+        return torch.load(file, map_location=map_location, weights_only=True)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first.split(". ")[0].split(" Re-running")[0][:160]
+        raise ValueError(f"cannot read {file}: truncated, or not a torchwm model or checkpoint ({reason}); delete "
+                         "it to start that run over, or restore it from a copy") from None
+
+
 def load_state(path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
     """``(file, state)`` of a run directory's model (see :func:`find_model_file`) or a ``.pt`` file.
 
     Loaded with ``weights_only=True`` onto the CPU; a file that does not hold a torchwm model or checkpoint
     (a dict with a ``config`` or an ``encoder_spec``) raises ``ValueError`` naming the file.
     """
-    import torch  # here: collection workers import torchwm without torch
-
     file = find_model_file(path)
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:  # a torch.load failure names neither the file nor what it should hold
-        raise ValueError(f"{file}: not a torchwm model or checkpoint ({type(err).__name__}: {err})") from None
+    state = read_torch_file(file, "cpu")
     if not isinstance(state, dict) or ("config" not in state and "encoder_spec" not in state):
         raise ValueError(f"{file}: not a torchwm model or checkpoint (no config or encoder_spec inside)")
     return file, state

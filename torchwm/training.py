@@ -10,6 +10,7 @@ callable handed to :class:`Trainer` that returns named scalars.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import time
@@ -27,6 +28,10 @@ from torchwm.io import atomic_torch_save
 from torchwm.losses import effective_rank, embedding_std
 from torchwm.runs import RunDir
 from torchwm.schedules import cosine_value, lr_factor
+
+
+log = logging.getLogger(__name__)
+"""run events (start, resume from step N, evaluations, checkpoints) at INFO; the command line shows them"""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -149,6 +154,22 @@ def _threads_beside_workers(workers: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def _rng_untouched(device: torch.device) -> Iterator[None]:
+    """Restore the global RNGs (torch's, CUDA's on a CUDA device, numpy's, python's) after the block: what runs
+    inside (evaluation, figures) cannot change training, however often it runs."""
+    state = _rng_state()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        yield
+    _set_rng_state(state)
+
+
+def _headline(evaluation: dict[str, float], limit: int = 5) -> str:
+    """The few figures of an evaluation worth a log line: probes, accuracies and the first prediction step."""
+    keys = [k for k in evaluation if any(word in k for word in ("probe", "acc", "knn", "linear", "step1"))]
+    return ", ".join(f"{k} {float(evaluation[k]):.4g}" for k in (keys or list(evaluation))[:limit])
+
+
 def _to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
@@ -209,7 +230,9 @@ class Trainer:
         path = Path(path) if path is not None else self.checkpoint_path
         if not path.exists():
             return False
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        from torchwm.runs import read_torch_file
+
+        state = read_torch_file(path, self.device)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -221,23 +244,36 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------ the loop
     def fit(self) -> list[dict[str, float]]:
-        """Train until ``total_steps`` (resuming if a checkpoint exists); returns the logged records."""
-        with _threads_beside_workers(self.s.loader_workers):
+        """Train until ``total_steps`` (resuming if a checkpoint exists); returns the logged records.
+
+        Holds the run directory's lock throughout (another process training into it raises
+        :class:`~torchwm.locks.RunLockedError`). Without a checkpoint it starts afresh: the metrics log and
+        TensorBoard events of a run killed before its first checkpoint are removed first."""
+        with self.run.writing(), _threads_beside_workers(self.s.loader_workers):
             return self._fit()
 
     def _fit(self) -> list[dict[str, float]]:
         from tqdm.auto import tqdm
 
         s = self.s
+        self.run.remove_stale_temp()  # of writes a killed run left unfinished
         if not self.load_checkpoint():
+            self.run.start_fresh()
             torch.manual_seed(s.seed)
             np.random.seed(s.seed)
             random.seed(s.seed)
+            log.info("training %d steps into %s (batch %d, %s)", s.total_steps, self.run_dir, s.batch_size,
+                     self.device)
+        elif self.step < s.total_steps:
+            log.info("resuming %s from step %d of %d (%s)", self.run_dir, self.step, s.total_steps,
+                     self.checkpoint_path)
+        else:
+            log.info("%s is complete (%d steps)", self.run_dir, self.step)
         if s.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            # purge_step drops events an interrupted run logged after the checkpoint we resume from (those at
-            # the checkpoint step itself were logged before it was saved, so they stay)
+            # purge_step drops events an interrupted run logged after the checkpoint we resume from (those up to
+            # the checkpoint step were logged and flushed before it was saved, so they stay)
             self.writer = SummaryWriter(str(self.run_dir), purge_step=self.step + 1 if self.step else None)
         # A private generator: iter(loader) draws the workers' base seed from it. From the global RNG it
         # would shift the RNG state just restored from the checkpoint, and a resumed run whose model draws
@@ -287,17 +323,24 @@ class Trainer:
             if self.evaluate is not None and (self.step % s.eval_every == 0 or self.step == s.total_steps):
                 eval_start = time.perf_counter()
                 self.model.eval()
-                record.update(self.evaluate(self.model, self.step))
-                if self.visualize is not None and self.writer is not None:
-                    self.visualize(self.model, self.step, self.writer)
+                with _rng_untouched(self.device):  # so eval_every and TensorBoard figures leave the weights alone
+                    evaluation = self.evaluate(self.model, self.step)
+                    record.update(evaluation)
+                    if self.visualize is not None and self.writer is not None:
+                        self.visualize(self.model, self.step, self.writer)
                 self.model.train()
                 window_start += time.perf_counter() - eval_start  # throughput counts training only
+                log.info("step %d: evaluation %s", self.step, _headline(evaluation))
             if record:
                 self._log(record)
             if self.step % s.checkpoint_every == 0 or self.step == s.total_steps:
                 ckpt_start = time.perf_counter()
+                if self.writer is not None:
+                    self.writer.flush()  # the events up to this checkpoint are on disk before it
                 self.save_checkpoint()
                 window_start += time.perf_counter() - ckpt_start
+                log.info("step %d: checkpoint %s%s", self.step, self.checkpoint_path,
+                         f" (loss {record['loss/total']:.4g})" if "loss/total" in record else "")
         bar.close()
         if self.writer is not None:
             self.writer.flush()

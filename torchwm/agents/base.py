@@ -8,12 +8,15 @@ agent is a subclass registered with ``class MyAgent(JEPAAgent, job="my_job")``; 
 of the config into objects, and everything below it takes explicit arguments.
 
 What they share lives here: the run directory (:class:`~torchwm.runs.RunDir`), the device, the
-trainer set-up and its settings, the end-of-training summary, saving and loading.
+trainer set-up and its settings, the end-of-training summary, saving and loading. Every job's ``train()``
+holds the run directory's lock (:mod:`torchwm.locks`) from its first line to its last, so a second process
+training into the same directory stops at once with :class:`~torchwm.locks.RunLockedError`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -23,8 +26,12 @@ from torch import nn
 from torchwm.config import JEPAConfig
 from torchwm.runs import RunDir, checkpoint_extras, load_state, save_model
 
-# Sections whose changes do not alter training, so a run may be resumed with them changed.
-_RESUMABLE_SECTIONS = ("logging", "planning")
+# Settings that cannot change the trained weights, so a run may be resumed with them changed (a name ending in
+# "." covers its section): where the run runs and logs, collection and loading processes (episodes and samples
+# do not depend on their number), planning (not used in training), and how often it evaluates, measures and
+# checkpoints (evaluation runs with the RNG states restored after it, see torchwm.training).
+RESUMABLE_FIELDS = ("device", "data.workers", "data.loader_workers", "logging.", "planning.", "train.eval_every",
+                    "train.metrics_every", "train.checkpoint_every")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -36,6 +43,28 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     return torch.device(name)
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """``(dotted name, "name: old -> new")`` for every field that differs between two config dicts."""
+    out = []
+    for key in [*old, *(k for k in new if k not in old)]:
+        a, b = old.get(key, "<unset>"), new.get(key, "<unset>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append((f"{prefix}{key}", f"{prefix}{key}: {a!r} -> {b!r}"))
+    return out
+
+
+def _holding_run_lock(train: Callable[..., Any]) -> Callable[..., Any]:
+    """A job's ``train`` that holds its run directory's lock throughout, released however it ends."""
+    @functools.wraps(train)
+    def locked(self: JEPAAgent, *args: Any, **kwargs: Any) -> Any:
+        with self.run.writing():
+            return train(self, *args, **kwargs)
+
+    return locked
 
 
 def model_alias(doc: str) -> property:
@@ -63,6 +92,8 @@ class JEPAAgent:
         if job:
             cls.job = job
             JEPAAgent._jobs[job] = cls
+        if "train" in cls.__dict__:
+            cls.train = _holding_run_lock(cls.train)
 
     def __new__(cls, cfg: JEPAConfig | None = None, check_paths: bool = True) -> JEPAAgent:
         if cls is JEPAAgent:  # an unknown dataset has no agent: __init__'s validation names it
@@ -118,17 +149,18 @@ class JEPAAgent:
 
     # ------------------------------------------------------------------------------- training
     def _prepare_run_dir(self) -> None:
-        """Write config.yaml; refuse to resume a run whose training settings differ."""
-        if self.run.has_training_state():
-            old = JEPAConfig.load(self.run.config).to_dict()
-            new = self.cfg.to_dict()
-            changed = [f"{section}: {old.get(section)!r} -> {new.get(section)!r}"
-                       for section in new if section not in _RESUMABLE_SECTIONS and old.get(section) != new[section]]
-            if changed:
-                raise ValueError(f"{self.run_dir} holds a run with a different config; resuming would mix two "
-                                 "experiments. Use a new logging.run_dir, or delete the old run. Differences:\n  "
-                                 + "\n  ".join(changed))
-        self.cfg.save(self.run.config)
+        """Write config.yaml; refuse to resume a run whose training settings differ (each differing field is
+        named; those in :data:`RESUMABLE_FIELDS` may change). Runs inside ``train()``, under the run's lock."""
+        with self.run.writing():
+            if self.run.has_training_state():
+                changed = config_changes(JEPAConfig.load(self.run.config).to_dict(), self.cfg.to_dict())
+                refused = [line for name, line in changed
+                           if not any(name == f or (f.endswith(".") and name.startswith(f)) for f in RESUMABLE_FIELDS)]
+                if refused:
+                    raise ValueError(f"{self.run_dir} holds a run with a different config; resuming would mix two "
+                                     "experiments. Use a new logging.run_dir, or delete the old run, or undo "
+                                     "these changes:\n  " + "\n  ".join(refused))
+            self.cfg.save(self.run.config)
 
     def _total_steps(self, samples: int) -> int:
         """``train.steps``, or ``epochs`` passes over ``samples`` training samples."""

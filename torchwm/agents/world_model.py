@@ -186,13 +186,17 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
         """Goal-reaching episodes with the planner (and a random-policy baseline on the same starts and goals).
 
         Writes ``run_dir/eval/goal_reaching.json`` and GIFs ``run_dir/eval/videos/*.gif`` (observation
-        beside the goal), logs success rates and videos to TensorBoard, and returns the
-        :class:`~torchwm.eval.goal_reaching.GoalReaching` results (``print(result)`` shows a table).
+        beside the goal), logs success rates, planning time and the episodes (as animated GIFs) to TensorBoard,
+        and returns the :class:`~torchwm.eval.goal_reaching.GoalReaching` results (``print(result)`` shows a
+        table).
         """
         from torchwm.eval.goal_reaching import GoalReaching, RandomPolicy, episode_seeds, run_episodes, save_gif
         from torchwm.runs import write_json
 
+        from torchwm.envs.domains import require_goals
+
         c, p = self.cfg, self.cfg.planning
+        require_goals(c.env.id)
         model = self._require_model()
         episodes = p.eval_episodes if episodes is None else episodes
         seed = c.seed if seed is None else seed
@@ -223,16 +227,20 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
         if not self.cfg.logging.tensorboard:
             return
         from torchwm.viz.planning import episode_trace_figure
+        from torchwm.viz.summary import add_gif
 
         step = self.trained_steps
         with self._writer() as writer:
             for name, r in result.results.items():
                 writer.add_scalar(f"goal_reaching/{name}_success_rate", r.rate, step)
                 writer.add_scalar(f"goal_reaching/{name}_final_distance", float(r.final_distance.mean()), step)
-            writer.add_scalar("goal_reaching/ms_per_step", result.results["planner"].ms_per_step, step)
-            for i, clip in enumerate(clips):  # frames as an image strip (add_video needs moviepy)
+            planner = result.results["planner"]
+            writer.add_scalar("goal_reaching/ms_per_step", planner.ms_per_step, step)  # one batched planner call
+            writer.add_scalar("goal_reaching/ms_per_episode_step", planner.ms_per_episode_step, step)
+            for i, clip in enumerate(clips):  # every few frames as a strip, and the whole episode as a GIF
                 strip = clip[:: max(1, len(clip) // 10)][:10]
                 writer.add_images(f"goal_reaching/episode_{i:02d}", strip, step, dataformats="NHWC")
+                add_gif(writer, f"goal_reaching/episode_{i:02d}_video", clip, step)
             for i, trace in enumerate(traces):
                 writer.add_figure(f"goal_reaching/episode_{i:02d}_cost", episode_trace_figure(trace), step)
             writer.add_text("goal_reaching/results", result.table(), step)

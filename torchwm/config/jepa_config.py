@@ -69,7 +69,8 @@ class JEPAConfig:
     num_heads: int = opt(12, min=1)
     """attention heads per block (>= 1)"""
     mask_ratio: float = opt(0.75, open_interval=(0, 1))
-    """fraction of patches masked for the predictor, in (0, 1)"""
+    """fraction of patches that are targets, in (0, 1); read only by I-JEPA with ``pretrain.mask: random`` (the
+    multi-block and block masks take their sizes from ``pretrain.target_scale_*``)"""
     predict_horizon: int = opt(1, min=1)
     """future steps the predictor is trained to roll out (>= 1)"""
     batch_size: int = opt(64, min=1)
@@ -181,6 +182,11 @@ class JEPAConfig:
                     hint = (f" (to generate the synthetic shapes dataset there: torchwm shapes --out {self.root_path})"
                             if self.dataset == "imagefolder" else "")
                     problems.append(f"root_path/image_folder={path!r}: folder does not exist{hint}")
+            lg = self.logging
+            if ok("logging.run_dir") and isinstance(lg.run_dir, str) and os.path.exists(lg.run_dir) \
+                    and not os.path.isdir(lg.run_dir):
+                problems.append(f"logging.run_dir={lg.run_dir!r}: is a file, not a directory; choose another "
+                                "logging.run_dir")
             if isinstance(m, ModelConfig) and ok("model.pretrained") and m.pretrained:
                 if not os.path.exists(m.pretrained):
                     problems.append(f"model.pretrained={m.pretrained!r}: file does not exist")
@@ -219,7 +225,13 @@ class JEPAConfig:
         """Read a YAML file written by :meth:`save` (or a hand-written one with only some keys), or a preset
         shipped with torchwm by its name: ``JEPAConfig.load("dmc_reacher")`` (see :func:`preset_names`)."""
         source, text = read_config_text(path)
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ValueError(f"{source}: not valid YAML{where} ({problem}); fix the file") from None
         if data is None:
             data = {}
         if not isinstance(data, dict):

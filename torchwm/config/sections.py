@@ -54,7 +54,9 @@ class ModelConfig:
 
     encoder: str = opt("vit", choices=("vit", "conv", "timm"))
     """spatial encoder: "vit" (patch transformer), "conv" (small CNN) or "timm" (see timm_model)"""
-    timm_model: str = ""
+    timm_model: str = opt("", pattern=r"[^/\\:]*", allowed=(
+        "a timm architecture name such as 'resnet18' (no 'hf-hub:' or 'timm/' Hub id, no path: torchwm builds "
+        "timm architectures with random init and never downloads; load weights from a local file)",))
     """``timm.create_model`` name, e.g. "resnet18"; required (non-empty) when encoder is "timm"."""
     pretrained: str = ""
     """a pretraining run (or its model.pt) whose spatial encoder the world model starts from; "" = a new encoder"""

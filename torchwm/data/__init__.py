@@ -10,7 +10,7 @@ from torchwm._lazy import lazy_exports
 
 # Imported eagerly (cheap, no torch): the function ``collect`` shares its name with the submodule, and
 # importing the submodule anywhere would otherwise make ``torchwm.data.collect`` the module.
-from torchwm.data.collect import CollectSpec, collect, ensure_collected
+from torchwm.data.collect import CollectSpec, collect, ensure_collected  # noqa: F401 (public names)
 
 _EXPORTS = {
     "TrajectoryStore": "torchwm.data.store",

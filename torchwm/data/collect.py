@@ -17,80 +17,27 @@ caller's main module (see :func:`_main_module_hidden`). This module does not imp
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
+import logging
 import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import types
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Iterable, Iterator
 
 import numpy as np
 
 from torchwm.config import DataConfig, EnvConfig
+from torchwm.data.policies import POLICIES, NoisePolicy, Policy, RandomPolicy, make_policy  # noqa: F401 (public here)
 from torchwm.data.store import StoreMeta, TrajectoryStore
 
-# ------------------------------------------------------------------------------------------ policies
-
-
-class Policy(Protocol):
-    """A reward-free collection policy for one episode: called once per step, sees nothing of the env."""
-
-    def __call__(self) -> np.ndarray:
-        """The next action, float32 (A,), inside the action bounds."""
-
-
-class RandomPolicy:
-    """I.i.d. uniform actions in ``[low, high]``."""
-
-    def __init__(self, low: np.ndarray, high: np.ndarray, rng: np.random.Generator, noise_beta: float = 0.0) -> None:
-        self.low, self.high, self.rng = low.astype(np.float64), high.astype(np.float64), rng
-
-    def __call__(self) -> np.ndarray:
-        return self.rng.uniform(self.low, self.high).astype(np.float32)
-
-
-class NoisePolicy:
-    """Temporally correlated actions: a stationary AR(1) (discretised Ornstein-Uhlenbeck) process.
-
-    ``x_t = beta * x_{t-1} + sqrt(1 - beta^2) * eps_t`` with ``eps_t ~ N(0, half_range^2)`` and ``x_0``
-    drawn from the stationary law ``N(0, half_range^2)``; the action is ``clip(centre + x_t, low, high)``.
-    Lag-1 autocorrelation is ``beta`` before clipping; ``beta = 0`` gives i.i.d. Gaussian actions.
-    """
-
-    def __init__(self, low: np.ndarray, high: np.ndarray, rng: np.random.Generator, noise_beta: float = 0.8) -> None:
-        if not 0.0 <= noise_beta < 1.0:
-            raise ValueError(f"noise_beta={noise_beta!r}: must be in [0, 1)")
-        self.low, self.high, self.rng = low.astype(np.float64), high.astype(np.float64), rng
-        self.centre = (self.low + self.high) / 2
-        self.scale = (self.high - self.low) / 2
-        self.beta = float(noise_beta)
-        self.x = rng.normal(0.0, self.scale)
-
-    def __call__(self) -> np.ndarray:
-        action = np.clip(self.centre + self.x, self.low, self.high).astype(np.float32)
-        eps = self.rng.normal(0.0, self.scale)
-        self.x = self.beta * self.x + np.sqrt(1.0 - self.beta**2) * eps
-        return action
-
-
-POLICIES: dict[str, Callable[[np.ndarray, np.ndarray, np.random.Generator, float], Policy]] = {
-    "random": RandomPolicy,
-    "noise": NoisePolicy,
-}
-"""Collection policies by name: ``factory(low, high, rng, noise_beta) -> Policy``."""
-
-
-def make_policy(name: str, low: np.ndarray, high: np.ndarray, rng: np.random.Generator,
-                noise_beta: float = 0.8) -> Policy:
-    """Build policy ``name`` from :data:`POLICIES`; an unknown name raises ``ValueError`` listing them."""
-    if name not in POLICIES:
-        raise ValueError(f"unknown collection policy {name!r}; valid policies: {', '.join(sorted(POLICIES))}")
-    return POLICIES[name](low, high, rng, noise_beta)
-
+log = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------------------------ one episode
 
@@ -207,10 +154,44 @@ _WORKER: EpisodeCollector | None = None
 
 
 def _init_worker(spec: CollectSpec, path: str) -> None:
-    """Pool initializer: ignore Ctrl-C (the parent handles it) and build this process's environment."""
+    """Pool initializer: exit with the parent, ignore Ctrl-C (the parent handles it) and build this
+    process's environment."""
     global _WORKER
+    _exit_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER = EpisodeCollector(spec, path)
+
+
+_PR_SET_PDEATHSIG = 1
+"""``prctl`` option (linux/prctl.h): the signal this process gets when its parent exits."""
+
+
+def _exit_with_parent(deathsig: bool = True) -> None:
+    """End this worker process when the process that started it dies, even by ``kill -9``.
+
+    Otherwise a worker waiting for its next task lives on forever (it holds the write end of its own
+    task queue's pipe too, so the pipe never reaches EOF), a few hundred MB each. Linux
+    (``deathsig``): ``PR_SET_PDEATHSIG`` has the kernel send SIGKILL when the parent exits (strictly, the
+    parent's thread that started the worker: :func:`_run_pool` starts them from the thread that waits for
+    them). Everywhere: a daemon thread waits on the parent's sentinel (a pipe that reaches EOF when the
+    parent dies) and checks ``os.getppid()`` once a second, then ends the process; finished episodes are
+    on disk and partial ones only leave temporary files that the next collection removes.
+    """
+    parent = mp.parent_process()
+    if parent is None:
+        return
+    if deathsig and sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent.pid:  # the parent died before the signal was asked for
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), name="torchwm-watch-parent", daemon=True).start()
+
+
+def _watch_parent(parent: mp.process.BaseProcess) -> None:
+    while parent.is_alive() and os.getppid() == parent.pid:
+        parent.join(1.0)
+    os._exit(1)
 
 
 def _run_episode(index: int) -> tuple[int, int]:
@@ -340,12 +321,14 @@ def collect(spec: CollectSpec, path: str | os.PathLike, episodes: int, workers: 
     episodes are identical with any number). If interrupted, finished episodes are kept.
 
     Frames are uint8 ``(T+1, 3, image_size, image_size)`` per episode, ``T = spec.steps`` unless the task's
-    time limit ends the episode first. Returns the reopened store.
+    time limit ends the episode first. Returns the reopened store. Another process collecting into ``path`` is
+    waited for (see :meth:`~torchwm.data.store.TrajectoryStore.writing`).
     """
     _check_run(spec, episodes, workers)
-    store = _open_store(spec, path)
-    start = max(store.indices, default=-1) + 1
-    _collect_indices(store, spec, list(range(start, start + episodes)), workers, progress)
+    with TrajectoryStore.writing(path):
+        store = _open_store(spec, path)
+        start = max(store.indices, default=-1) + 1
+        _collect_indices(store, spec, list(range(start, start + episodes)), workers, progress)
     return TrajectoryStore(path)
 
 
@@ -357,11 +340,15 @@ def ensure_collected(spec: CollectSpec, path: str | os.PathLike, episodes: int, 
     are kept), tops up a smaller one, and creates a new one. Settings must match as for :func:`collect`.
     """
     _check_run(spec, episodes, workers)
-    store = _open_store(spec, path)
-    missing = [i for i in range(episodes) if i not in store]
-    if not missing:
-        return store
-    _collect_indices(store, spec, missing, workers, progress)
+    with TrajectoryStore.writing(path):  # a collector of the same store runs first: its episodes count
+        store = _open_store(spec, path)
+        missing = [i for i in range(episodes) if i not in store]
+        if not missing:
+            log.info("%s: %d episodes of %s already collected", store.path, episodes, spec.env_id)
+            return store
+        log.info("%s: collecting %d episodes of %s (%d already there) with %d worker(s)", store.path, len(missing),
+                 spec.env_id, episodes - len(missing), workers)
+        _collect_indices(store, spec, missing, workers, progress)
     return TrajectoryStore(path)
 
 

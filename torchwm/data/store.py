@@ -14,6 +14,10 @@ and renamed into place, and ``meta.json`` is replaced in one rename, so a proces
 never leaves a partial episode visible. Leftover temporary directories are ignored when reading and
 removed by the next write once their writer process is gone.
 
+Episode ``i`` is a pure function of the collection settings, so writing an episode that is already stored
+with the same arrays is a no-op; different arrays raise :class:`StoreError`. Collectors hold the store's lock
+(``path/.lock``, :meth:`TrajectoryStore.writing`): a second one waits, then finds the episodes it needs done.
+
 Opening a store validates it from the ``.npy`` headers and file sizes only (no array data is read),
 so opening a store of 100k frames takes milliseconds; problems raise :class:`StoreError`.
 """
@@ -28,13 +32,14 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import NamedTuple
+from typing import ContextManager, NamedTuple
 
 import numpy as np
 
 from torchwm.data.store_format import (ARRAY_DTYPES, COMPAT_FIELDS, FORMAT_VERSION, StoreError, StoreMeta,
                                        read_npy_header)
-from torchwm.io import atomic_write_text
+from torchwm.io import atomic_write_text, pid_alive, remove_stale_temp
+from torchwm.locks import LOCK_FILE, hold, print_waiting
 
 __all__ = ["ARRAY_DTYPES", "COMPAT_FIELDS", "FORMAT_VERSION", "Episode", "StoreError", "StoreMeta", "TrajectoryStore",
            "episode_dirname", "read_npy_header"]
@@ -69,16 +74,18 @@ def episode_dirname(index: int) -> str:
     return f"ep_{index:06d}"
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _refuse_non_store(path: Path) -> None:
+    """Raise :class:`StoreError` if ``path`` is neither missing, nor a store, nor an empty directory."""
+    if not path.exists() or (path / META_FILE).exists():
+        return
+    if not path.is_dir():
+        raise StoreError(f"{path}: exists and is not a directory; choose another store path")
+    leftovers = [p.name for p in path.iterdir() if p.name not in (EPISODES_DIR, LOCK_FILE)]
+    has_episodes = (path / EPISODES_DIR).is_dir() and any(
+        _EPISODE_RE.match(p.name) for p in (path / EPISODES_DIR).iterdir())
+    if leftovers or has_episodes:
+        raise StoreError(f"{path}: directory is not empty and has no {META_FILE}, so it is not a "
+                         "trajectory store; choose an empty or new directory")
 
 
 class TrajectoryStore:
@@ -118,20 +125,23 @@ class TrajectoryStore:
                     + "; ".join(problems)
                     + "); use another store path, or delete this one to re-collect")
             return store
-        if path.exists():
-            if not path.is_dir():
-                raise StoreError(f"{path}: exists and is not a directory; choose another store path")
-            leftovers = [p.name for p in path.iterdir() if p.name != EPISODES_DIR]
-            has_episodes = (path / EPISODES_DIR).is_dir() and any(
-                _EPISODE_RE.match(p.name) for p in (path / EPISODES_DIR).iterdir())
-            if leftovers or has_episodes:
-                raise StoreError(f"{path}: directory is not empty and has no {META_FILE}, so it is not a "
-                                 "trajectory store; choose an empty or new directory")
+        _refuse_non_store(path)
         (path / EPISODES_DIR).mkdir(parents=True, exist_ok=True)
         if not meta.created:
             meta = dataclasses.replace(meta, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         atomic_write_text(path / META_FILE, json.dumps(meta.to_dict(), indent=2) + "\n")
         return cls(path)
+
+    @staticmethod
+    def writing(path: str | os.PathLike) -> ContextManager[Path]:
+        """Hold the lock of the store at ``path`` (missing, a store or an empty directory) in a ``with`` block.
+
+        One collector at a time: if another process holds it, ``waiting for <path> (PID n is collecting)`` is
+        printed once and this one waits; reopen the store inside the block to see what the other one wrote.
+        """
+        path = Path(path)
+        _refuse_non_store(path)
+        return hold(path, wait=True, on_wait=print_waiting(path, "collecting"), what="data.path")
 
     def _read_meta(self) -> StoreMeta:
         meta_path = self.path / META_FILE
@@ -265,7 +275,8 @@ class TrajectoryStore:
 
         frames uint8 (T+1, 3, H, W); actions (T, A), states (T+1, S), rewards (T,) are cast to float32 /
         float64 / float32. Shapes must agree with each other and with :attr:`meta`. An existing episode
-        ``index`` raises :class:`StoreError` unless ``overwrite``.
+        ``index`` is left as it is if it holds the same arrays (another collector of these settings wrote it),
+        and raises :class:`StoreError` naming what differs if not, unless ``overwrite``.
         """
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
             raise ValueError(f"episode index must be an integer >= 0, got {index!r}")
@@ -293,7 +304,7 @@ class TrajectoryStore:
         ep_root = self.path / EPISODES_DIR
         final = ep_root / episode_dirname(index)
         if final.exists() and not overwrite:
-            raise StoreError(f"{final}: episode {index} already exists; pass overwrite=True or delete it")
+            return self._already_stored(index, arrays)
         if not self._temp_cleaned:
             self.clean_temp()
         tmp = ep_root / f"{TEMP_PREFIX}{episode_dirname(index)}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
@@ -308,7 +319,12 @@ class TrajectoryStore:
                 os.replace(tmp, final)
                 shutil.rmtree(old, ignore_errors=True)
             else:
-                os.replace(tmp, final)
+                try:
+                    os.replace(tmp, final)
+                except OSError:  # another writer put it in place since the check above
+                    if not final.exists():
+                        raise
+                    return self._already_stored(index, arrays)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -316,8 +332,27 @@ class TrajectoryStore:
         self._lengths = dict(sorted(self._lengths.items()))
         return final
 
+    def _already_stored(self, index: int, arrays: dict[str, np.ndarray]) -> Path:
+        """Episode ``index`` exists: done if it holds exactly ``arrays``, else :class:`StoreError`."""
+        final = self.episode_dir(index)
+        T = self._check_episode(index, final)
+        differ = []
+        for name, arr in arrays.items():
+            stored = np.load(final / f"{name}.npy", mmap_mode="r")
+            if stored.shape != arr.shape or not np.array_equal(stored, arr, equal_nan=arr.dtype.kind == "f"):
+                differ.append(f"{name} {tuple(stored.shape)}" if stored.shape != arr.shape else name)
+        if differ:
+            raise StoreError(f"{final}: episode {index} is already stored with different {', '.join(differ)} than "
+                             "collected now with the same settings (collected by another torchwm or simulator "
+                             f"version?); collect into another store path, or delete {self.path} to re-collect it "
+                             "(write_episode(..., overwrite=True) replaces one episode)")
+        self._lengths[index] = T
+        self._lengths = dict(sorted(self._lengths.items()))
+        return final
+
     def clean_temp(self) -> list[Path]:
-        """Remove temporary episode directories left by writers that no longer run; returns them."""
+        """Remove temporary episode directories (and files of ``meta.json``) left by writers that no longer run;
+        returns them."""
         removed = []
         ep_root = self.path / EPISODES_DIR
         if ep_root.is_dir():
@@ -325,10 +360,11 @@ class TrajectoryStore:
                 if not entry.name.startswith(TEMP_PREFIX):
                     continue
                 m = _TEMP_RE.match(entry.name)
-                if m and _pid_alive(int(m.group(1))):
+                if m and pid_alive(int(m.group(1))):
                     continue
                 shutil.rmtree(entry.path, ignore_errors=True)
                 removed.append(Path(entry.path))
+        removed += remove_stale_temp(self.path)  # of meta.json
         self._temp_cleaned = True
         return removed
 

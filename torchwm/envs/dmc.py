@@ -10,7 +10,7 @@ from gymnasium import spaces
 
 from torchwm.config import EnvConfig
 from torchwm.envs.domains import domain_spec
-from torchwm.envs.rendering import configure_headless_gl
+from torchwm.envs.rendering import check_render_process, configure_headless_gl, note_render_process
 
 configure_headless_gl()
 
@@ -38,6 +38,9 @@ class DMCEnv(gym.Env):
     start on a random-action trajectory; point_mass: at rest anywhere in the arena). The reset ``info`` holds ``"goal_image"`` (3, H, W) and ``"goal_state"``; every
     ``info`` holds the physics ``"distance"`` to the goal and ``"success"`` (distance below the domain's
     threshold). The goal is also available as ``env.unwrapped.goal_image`` / ``goal_state``.
+
+    Rendering in a process forked after its parent rendered raises ``RuntimeError`` (it would hang): build
+    async vector envs with ``vector_kwargs={"context": "spawn"}`` (:mod:`torchwm.envs.rendering`).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
@@ -200,7 +203,9 @@ class DMCEnv(gym.Env):
 
     # ------------------------------------------------------------------------------------ internals
     def _render_frame(self) -> np.ndarray:
+        check_render_process()  # a frame in a process forked after its parent rendered would never come
         pixels = self.physics.render(self.image_size, self.image_size, camera_id=self.camera)
+        note_render_process()
         return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
     def _observe(self) -> np.ndarray:

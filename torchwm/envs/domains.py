@@ -119,3 +119,20 @@ DOMAINS: dict[str, DomainSpec] = {spec.name: spec for spec in (
 def domain_spec(domain: str) -> DomainSpec:
     """The spec of dm_control domain ``domain`` (a default one for domains without an entry)."""
     return DOMAINS.get(domain) or DomainSpec(domain)
+
+
+def goal_domains() -> list[str]:
+    """The domains with a goal-reaching protocol (those ``torchwm demo`` / ``plan`` can evaluate)."""
+    return sorted(name for name, spec in DOMAINS.items() if spec.goal is not None)
+
+
+def require_goals(env_id: str, what: str = "goal-reaching evaluation") -> None:
+    """Raise ``ValueError`` naming the fix when ``env_id``'s domain has no goal protocol."""
+    from torchwm.envs.ids import parse_env_id
+
+    domain, _ = parse_env_id(env_id)
+    if domain_spec(domain).goal is None:
+        raise ValueError(f"env.id={env_id!r}: {what} needs a domain with a goal protocol ({', '.join(goal_domains())}); "
+                         f"{domain!r} has none. Train on it with `torchwm train` and plan in your own loop "
+                         "(docs/goals.md), or add a goal protocol to its DomainSpec (torchwm/envs/domains.py)")
+

@@ -100,7 +100,7 @@ def _fill(feats: np.ndarray, frame_history: int) -> np.ndarray:
     return np.repeat(feats[..., None, :], frame_history, axis=-2)
 
 
-class JEPAFeatures(gym.ObservationWrapper):
+class JEPAFeatures(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Backbone features of the last ``frame_history`` frames instead of pixels.
 
     Args:
@@ -115,6 +115,9 @@ class JEPAFeatures(gym.ObservationWrapper):
     Observations: ``float32`` arrays of shape ``(k * D,)``, in ``Box(-inf, inf)``: the features of the
     last ``k`` frames oldest → newest, the history filled with the first frame's features on reset.
     The backbone runs in eval mode under ``torch.inference_mode()``. ``info`` is passed through.
+    The constructor arguments are recorded (``gymnasium.utils.RecordConstructorArgs``), so ``env.spec``
+    can rebuild the wrapped env (``env.spec.make()``, as ``check_env`` does); the backbone is recorded by
+    reference, not copied.
     """
 
     def __new__(cls, env: Any = None, *args: Any, **kwargs: Any) -> Any:
@@ -124,7 +127,9 @@ class JEPAFeatures(gym.ObservationWrapper):
 
     def __init__(self, env: gym.Env, backbone: BackboneLike, frame_history: int = 1,
                  device: str | torch.device | None = None) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, backbone=backbone, frame_history=frame_history, device=device,
+                                                 _disable_deepcopy=True)  # share the backbone, never copy it
+        gym.ObservationWrapper.__init__(self, env)
         self.frame_history = _check_history(frame_history)
         self.encoder = _FrameEncoder(env.observation_space, backbone, device)
         self.backbone = self.encoder.backbone
@@ -147,7 +152,7 @@ class JEPAFeatures(gym.ObservationWrapper):
         return self._history.reshape(-1).copy()
 
 
-class JEPAVectorFeatures(VectorWrapper):
+class JEPAVectorFeatures(VectorWrapper, gym.utils.RecordConstructorArgs):
     """:class:`JEPAFeatures` for a ``gymnasium.vector.VectorEnv``: all sub-env frames in one forward pass.
 
     Observations: ``(num_envs, k * D)`` float32 (``single_observation_space``: ``Box((k * D,))``), one
@@ -167,7 +172,9 @@ class JEPAVectorFeatures(VectorWrapper):
 
     def __init__(self, env: VectorEnv, backbone: BackboneLike, frame_history: int = 1,
                  device: str | torch.device | None = None) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, backbone=backbone, frame_history=frame_history, device=device,
+                                                 _disable_deepcopy=True)  # share the backbone, never copy it
+        VectorWrapper.__init__(self, env)
         mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         try:
             mode = AutoresetMode(mode)

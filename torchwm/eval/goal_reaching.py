@@ -69,8 +69,11 @@ class PolicyResult:
     steps_to_success: np.ndarray
     """first step (1-based) at which the goal was reached; -1 if never"""
     ms_per_step: float = float("nan")
-    """mean wall-clock milliseconds of one ``act`` call per episode (planning latency; batched calls
-    are divided by the number of parallel episodes)"""
+    """mean wall-clock milliseconds of one ``act`` call, i.e. of one environment step's planning for all the
+    episodes run side by side (one batched call)"""
+    ms_per_episode_step: float = float("nan")
+    """``ms_per_step`` divided by the episodes in the batch: the per-episode share of a batched call (not the
+    latency of planning a single episode alone)"""
 
     @property
     def rate(self) -> float:
@@ -87,7 +90,7 @@ class PolicyResult:
                 "success_ci95_high": hi, "final_distance_mean": float(self.final_distance.mean()),
                 "min_distance_mean": float(self.min_distance.mean()),
                 "steps_to_success_mean": float(reached.mean()) if len(reached) else float("nan"),
-                "ms_per_step": self.ms_per_step}
+                "ms_per_step": self.ms_per_step, "ms_per_episode_step": self.ms_per_episode_step}
 
 
 @dataclass
@@ -143,7 +146,7 @@ def run_episodes(make_env: Callable[[], Any], policy: GoalPolicy, seeds: Sequenc
     first = np.full(n, -1, dtype=np.int64)
     videos: list[np.ndarray] = []
     envs = [make_env() for _ in range(min(parallel, n))]
-    act_seconds, act_calls = 0.0, 0
+    act_seconds, act_calls, act_episode_steps = 0.0, 0, 0
     bar = tqdm(total=n * episode_steps, desc=desc, unit="step", disable=not progress, dynamic_ncols=True)
     try:
         for start in range(0, n, len(envs)):
@@ -167,7 +170,8 @@ def run_episodes(make_env: Callable[[], Any], policy: GoalPolicy, seeds: Sequenc
                 t0 = time.perf_counter()
                 actions = np.asarray(_to_numpy(policy.act(obs_arr)), dtype=np.float32)
                 act_seconds += time.perf_counter() - t0
-                act_calls += len(batch)
+                act_calls += 1
+                act_episode_steps += len(batch)
                 costs = policy.last_costs() if tracing and hasattr(policy, "last_costs") else None
                 for j, (env, i) in enumerate(zip(active, batch)):
                     o, _, _, _, info = env.step(actions[j])
@@ -192,8 +196,9 @@ def run_episodes(make_env: Callable[[], Any], policy: GoalPolicy, seeds: Sequenc
         bar.close()
         for env in envs:
             env.close()
-    ms = 1e3 * act_seconds / max(act_calls, 1)
-    return PolicyResult(success, final, closest, first, ms), videos
+    ms = 1e3 * act_seconds / max(act_calls, 1)  # per batched call (one env step of all episodes)
+    ms_episode = 1e3 * act_seconds / max(act_episode_steps, 1)
+    return PolicyResult(success, final, closest, first, ms, ms_episode), videos
 
 
 def _side_by_side(obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
@@ -208,15 +213,21 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def save_gif(video: np.ndarray, path: str | Path, fps: int = 10, scale: int = 2) -> Path:
-    """Write ``(T, H, W, 3)`` uint8 frames as an animated GIF (Pillow), enlarged ``scale`` times."""
+def gif_bytes(video: np.ndarray, fps: int = 10, scale: int = 2) -> bytes:
+    """``(T, H, W, 3)`` uint8 frames → an animated GIF (Pillow, looping), enlarged ``scale`` times."""
+    import io
+
     from PIL import Image
 
+    images = [Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST) for f in video]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return buffer.getvalue()
+
+
+def save_gif(video: np.ndarray, path: str | Path, fps: int = 10, scale: int = 2) -> Path:
+    """Write ``(T, H, W, 3)`` uint8 frames as an animated GIF (:func:`gif_bytes`), atomically."""
     from torchwm.io import atomic_write
 
-    images = [Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST) for f in video]
-
-    def write(fh):
-        images[0].save(fh, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
-
-    return atomic_write(path, write)
+    data = gif_bytes(video, fps, scale)
+    return atomic_write(path, lambda fh: fh.write(data))

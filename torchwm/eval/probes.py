@@ -25,8 +25,10 @@ def probe_kinds(env_id: str) -> tuple[str, ...]:
 
 
 class LinearProbe:
-    """Ridge regression on standardised features, solved in closed form (float64).
+    """Ridge regression (scikit-learn's ``Ridge``, float64) on standardised features.
 
+    The penalty is ``ridge * N`` (``N`` training samples) on the weights of the standardised features, none
+    on the intercept: the minimiser of ``||x_std w + b - y||^2 + ridge * N * ||w||^2``.
     ``fit(x (N, D), y (N, F))``, ``predict(x) → (N, F)``, ``r2(x, y)``: the coefficient of determination
     averaged over target columns (1 is perfect, 0 is no better than predicting the mean).
     """
@@ -35,19 +37,17 @@ class LinearProbe:
         self.ridge = ridge
 
     def fit(self, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> LinearProbe:
+        from sklearn.linear_model import Ridge
+
         x, y = _np(x), _np(y)
         if len(x) != len(y):
             raise ValueError(f"{len(x)} inputs but {len(y)} targets")
         self.mean, self.scale = x.mean(0), x.std(0) + 1e-8
-        xs = np.concatenate([(x - self.mean) / self.scale, np.ones((len(x), 1))], axis=1)
-        reg = self.ridge * len(x) * np.eye(xs.shape[1])
-        reg[-1, -1] = 0.0  # no penalty on the bias
-        self.weights = np.linalg.solve(xs.T @ xs + reg, xs.T @ y)
+        self.regressor = Ridge(alpha=self.ridge * len(x), fit_intercept=True).fit((x - self.mean) / self.scale, y)
         return self
 
     def predict(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
-        xs = (_np(x) - self.mean) / self.scale
-        return xs @ self.weights[:-1] + self.weights[-1]
+        return self.regressor.predict((_np(x) - self.mean) / self.scale)
 
     def r2(self, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
         y = _np(y)

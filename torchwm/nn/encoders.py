@@ -144,6 +144,15 @@ class SpatialEncoder(nn.Module):
 
     @classmethod
     def from_timm(cls, name: str, image_size: int | None = None) -> SpatialEncoder:
+        """A ``timm.create_model(name)`` architecture, random init. ``name`` is a timm registry name
+        (``timm.list_models()``); a Hub id (``hf-hub:...``, ``timm/...``) or a path raises ``ValueError``
+        before timm is called, since timm would fetch its config (and weights) over the network."""
+        if not isinstance(name, str) or any(c in name for c in "/\\:"):
+            raise ValueError(f"model.timm_model={name!r}: not a timm architecture name. torchwm builds timm "
+                             "architectures with random init and never downloads anything, so Hub ids "
+                             "('hf-hub:...', 'timm/...') and paths are refused; name the architecture from "
+                             "timm.list_models() (e.g. 'resnet18', 'vit_small_patch16_224') and load pretrained "
+                             "weights from a local file (encoder.backbone.load_state_dict(torch.load(path)))")
         import timm
 
         kwargs = {"img_size": image_size} if image_size and _accepts_img_size(name) else {}
