@@ -5,7 +5,8 @@ to an uninterrupted one, with no temp file and no process left behind?
 
 Training: a tiny point_mass world model (conv encoder, 16 px, 40 steps, a checkpoint every 4 and an evaluation
 every 8 steps). Each trial starts ``torchwm train`` into a new run directory, kills the process with SIGKILL at a
-random moment of its run (drawn from ``--seed``), runs the same command to completion and compares ``model.pt``
+random moment of its run (after a random number of its metrics records, then a random delay under a second; drawn
+from ``--seed``), runs the same command to completion and compares ``model.pt``
 tensor by tensor, and ``metrics.jsonl`` (timings aside), with an uninterrupted run. Collection: ``torchwm collect``
 of 6 episodes with 2 workers into a new store, killed and rerun the same way; every episode's arrays are compared
 with an uninterrupted collection. After each trial: files named like an unfinished atomic write (``.tmp-*``) and
@@ -33,6 +34,7 @@ TRAIN = ["image_size=16", "embed_dim=16", "batch_size=4", "learning_rate=1e-3", 
 COLLECT = ["env.id=dmc:point_mass-easy", "image_size=32", "data.episodes=6", "data.steps=30", "data.workers=2",
            "logging.progress=false"]
 TIMING_KEYS = ("frames_per_s", "time", "_s")
+UNITS = {"train": 20, "collect": 6}  # metrics records of a training run (40 steps, one every 2), episodes collected
 
 
 def command(kind: str, where: Path, store: Path) -> list[str]:
@@ -64,10 +66,21 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def killed_then_resumed(cmd: list[str], delay: float) -> tuple[int, bool]:
-    """Start ``cmd``, SIGKILL it after ``delay`` seconds, rerun it to completion. Returns (processes still alive
-    10 s after the kill, whether the kill landed before the command ended)."""
+def progress(kind: str, where: Path) -> int:
+    """Lines of the metrics log (training) or episodes written (collection) so far."""
+    if kind == "train":
+        log = where / "metrics.jsonl"
+        return log.read_text().count("\n") if log.exists() else 0
+    return len(list(where.glob("ep_*"))) if where.exists() else 0
+
+
+def killed_then_resumed(cmd: list[str], kind: str, where: Path, after: int, delay: float) -> tuple[int, bool]:
+    """Start ``cmd``; once it has made ``after`` units of progress (see :func:`progress`), wait ``delay`` seconds
+    more and SIGKILL it; rerun it to completion. Returns (processes still alive 10 s after the kill, whether the
+    kill landed before the command ended)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    while proc.poll() is None and progress(kind, where) < after:
+        time.sleep(0.02)
     time.sleep(delay)
     landed = proc.poll() is None
     if landed:
@@ -141,15 +154,18 @@ def main() -> None:
             equal = orphans = temps = landed = 0
             for trial in range(args.kills):
                 where = root / f"{kind}-{trial}"
-                delay = float(rng.uniform(0.1, 1.0)) * seconds
-                left, hit = killed_then_resumed(command(kind, where, shared_store), delay)
+                # a random point: after a random amount of progress (log records, episodes), plus a random delay
+                after = int(rng.integers(0, UNITS[kind] - 1))
+                delay = float(rng.uniform(0.0, 1.0))
+                left, hit = killed_then_resumed(command(kind, where, shared_store), kind, where, after, delay)
                 same = same_store(reference, where) if kind == "collect" else (
                     same_model(reference, where) and same_metrics(reference, where))
                 equal += same
                 orphans += left
                 temps += len(temp_files(where))
                 landed += hit
-                print(f"{kind} {trial}: killed at {delay:.1f} s of {seconds:.1f} ({'mid-run' if hit else 'after it'}"
+                print(f"{kind} {trial}: killed {delay:.2f} s after {after} {'records' if kind == 'train' else 'episodes'}"
+                      f" ({'mid-run' if hit else 'after it'}"
                       f"), {'bitwise equal' if same else 'DIFFERENT'}, {left} orphan(s), "
                       f"{len(temp_files(where))} temp file(s)", flush=True)
             rows.append((kind, args.kills, landed, equal, orphans, temps, seconds))

@@ -132,7 +132,12 @@ def case_demo_without_goals(tmp: Path, trained: Path):
             ["cartpole", "goal protocol", "point_mass"])
 
 
-CASES = [case_yaml_syntax, case_config_is_a_directory, case_run_dir_is_a_file, case_truncated_checkpoint,
+def case_bf16_on_cpu(tmp: Path, trained: Path):
+    return (["train", "--config", str(trained / "config.yaml"), "--set", "device=cpu", "--set", "train.precision=bf16"],
+            ["train.precision='bf16'", "device='cpu'", "fp32"])
+
+
+CASES = [case_bf16_on_cpu, case_yaml_syntax, case_config_is_a_directory, case_run_dir_is_a_file, case_truncated_checkpoint,
          case_garbage_checkpoint, case_garbage_model_file, case_store_error_during_train, case_empty_image_folder,
          case_config_changed, case_plan_zero_episodes, case_embed_zero_batch, case_unknown_preset,
          case_demo_without_goals]

@@ -272,6 +272,9 @@ def _run_events_shown() -> Iterator[None]:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     logger = logging.getLogger("torchwm")
+    if os.environ.get("RANK", "0") not in ("", "0"):  # under torchrun, rank 0 speaks for all
+        yield
+        return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     level, propagate = logger.level, logger.propagate
@@ -294,8 +297,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             args.func(args)
         return 0
     command = "torchwm " + shlex.join(argv)
+    other_rank = os.environ.get("RANK", "0") not in ("", "0")  # under torchrun, rank 0 prints for all
     try:
-        with _run_events_shown():
+        with _run_events_shown(), contextlib.redirect_stdout(open(os.devnull, "w") if other_rank else sys.stdout):
             args.func(args)
     except KeyboardInterrupt:
         hint = (f"; run the same command to resume from the last checkpoint: {command}"
@@ -315,6 +319,11 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     except _user_errors() as err:
         print(_error_line(str(err)), file=sys.stderr)
         return 1
+    finally:
+        if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # torchrun: leave the process group cleanly
+            from torchwm import distributed
+
+            distributed.cleanup()
     return 0
 
 

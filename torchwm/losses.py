@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from torchwm.distributed import gather_batch, same_on_all_ranks
+
 
 @dataclass
 class LossOutput:
@@ -40,12 +42,14 @@ def prediction_loss(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Ten
 
 def variance_loss(z: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
     """VICReg variance term: mean over dimensions of ``relu(gamma - sqrt(var + eps))``. ``(N, D)`` → scalar."""
+    z = gather_batch(z)  # the global batch's rows under DDP (torchwm.distributed)
     std = torch.sqrt(z.var(dim=0) + eps)
     return F.relu(gamma - std).mean()
 
 
 def covariance_loss(z: torch.Tensor) -> torch.Tensor:
     """VICReg covariance term: sum of squared off-diagonal covariances divided by D. ``(N, D)`` → scalar."""
+    z = gather_batch(z)
     n, d = z.shape
     zc = z - z.mean(dim=0)
     cov = (zc.T @ zc) / (n - 1)
@@ -87,8 +91,9 @@ def sigreg(z: torch.Tensor, directions: int = 256, knots: int = 17, t_max: float
     """
     if z.dim() < 2:
         raise ValueError(f"z must be (..., N, D), got {tuple(z.shape)}")
+    z = gather_batch(z, dim=z.dim() - 2)
     n = z.shape[-2]
-    a = torch.randn(z.shape[-1], directions, generator=generator, dtype=z.dtype).to(z.device)
+    a = same_on_all_ranks(torch.randn(z.shape[-1], directions, generator=generator, dtype=z.dtype).to(z.device))
     a = a / a.norm(dim=0, keepdim=True)
     t = torch.linspace(0.0, t_max, knots, dtype=z.dtype, device=z.device)
     phi = torch.exp(-0.5 * t.square())

@@ -22,6 +22,7 @@ The ground floor of the package: nothing here imports training, models, backbone
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
@@ -68,7 +69,10 @@ class RunDir:
 
     def writing(self) -> ContextManager[Path]:
         """Hold the run's lock in a ``with`` block (one writer per run directory; re-entrant in a process).
-        Another process holding it raises :class:`~torchwm.locks.RunLockedError` at once."""
+        Another process holding it raises :class:`~torchwm.locks.RunLockedError` at once. Under torchrun only rank 0
+        writes the run directory, so only it takes the lock (``RANK`` is read from the environment: no torch here)."""
+        if int(os.environ.get("RANK", "0") or 0) != 0:
+            return contextlib.nullcontext(self.path)
         return hold(self.path)
 
     def start_fresh(self) -> None:

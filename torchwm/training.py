@@ -21,12 +21,14 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
+from torchwm import distributed
 from torchwm.config import DataConfig, LoggingConfig, TrainConfig
 from torchwm.io import atomic_torch_save
 from torchwm.losses import effective_rank, embedding_std
 from torchwm.runs import RunDir
+from torchwm.resumable import ResumableBatchSampler, _rng_state, _rng_untouched, _set_rng_state
 from torchwm.schedules import cosine_value, lr_factor
 
 
@@ -52,6 +54,9 @@ class TrainSettings:
     weight_decay_end: float | None = None
     """if set, weight decay follows a cosine schedule from ``weight_decay`` to this value (I-JEPA)"""
     grad_clip: float = TrainConfig.grad_clip
+    precision: str = "fp32"
+    """"fp32", or "bf16": autocast to bfloat16 in the training step (CUDA only; "auto" is resolved by the agent)"""
+    compile: bool = TrainConfig.compile
     seed: int = 0
     log_every: int = LoggingConfig.log_every
     metrics_every: int = TrainConfig.metrics_every
@@ -75,67 +80,6 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
     return torch.optim.AdamW(groups, lr=lr)
 
 
-class ResumableBatchSampler(Sampler[list[int]]):
-    """Batches of indices from a fresh seeded permutation each epoch (drop last); its position is state.
-
-    ``state_dict()`` / ``load_state_dict()`` restore the exact epoch and batch, so a resumed run sees the
-    same batches in the same order as an uninterrupted one. Iterates forever; the trainer stops it.
-    """
-
-    def __init__(self, size: int, batch_size: int, seed: int = 0, with_seeds: bool = False) -> None:
-        if size < batch_size:
-            raise ValueError(f"the dataset has {size} samples, fewer than batch_size={batch_size}: "
-                             "add data (episodes or images) or lower batch_size")
-        self.size, self.batch_size, self.seed, self.with_seeds = size, batch_size, seed, with_seeds
-        self.epoch, self.batch = 0, 0
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return self.size // self.batch_size
-
-    def __iter__(self) -> Iterator[list[int]]:
-        while True:
-            perm = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
-            while self.batch < self.batches_per_epoch:
-                start = self.batch * self.batch_size
-                self.batch += 1
-                indices = perm[start: start + self.batch_size].tolist()
-                if self.with_seeds:  # one seed per (epoch, position): the same on resume and in any worker
-                    base = ((self.seed * 1_000_003 + self.epoch) * self.size + start) % 2**62
-                    yield [(i, base + j) for j, i in enumerate(indices)]
-                else:
-                    yield indices
-            self.epoch, self.batch = self.epoch + 1, 0
-
-    def __len__(self) -> int:
-        return self.batches_per_epoch
-
-    def position(self, consumed: int) -> dict[str, int]:
-        """The state after ``consumed`` batches from the start (a loader may have prefetched further)."""
-        return {"size": self.size, "epoch": consumed // self.batches_per_epoch,
-                "batch": consumed % self.batches_per_epoch}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        if int(state["size"]) != self.size:
-            raise ValueError(f"cannot resume: the checkpoint was trained on {state['size']} samples, the dataset "
-                             f"now has {self.size}; use the same data or a new run directory")
-        self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
-
-
-def _rng_state() -> dict[str, Any]:
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
-            "python": random.getstate()}
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-
-
 @contextlib.contextmanager
 def _threads_beside_workers(workers: int) -> Iterator[None]:
     """With ``workers`` loader processes, give the training process the remaining cores' worth of intra-op
@@ -154,16 +98,6 @@ def _threads_beside_workers(workers: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-@contextlib.contextmanager
-def _rng_untouched(device: torch.device) -> Iterator[None]:
-    """Restore the global RNGs (torch's, CUDA's on a CUDA device, numpy's, python's) after the block: what runs
-    inside (evaluation, figures) cannot change training, however often it runs."""
-    state = _rng_state()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        yield
-    _set_rng_state(state)
-
-
 def _headline(evaluation: dict[str, float], limit: int = 5) -> str:
     """The few figures of an evaluation worth a log line: probes, accuracies and the first prediction step."""
     keys = [k for k in evaluation if any(word in k for word in ("probe", "acc", "knn", "linear", "step1"))]
@@ -177,6 +111,20 @@ def _to_device(batch: Any, device: torch.device) -> Any:
         items = [_to_device(b, device) for b in batch]
         return type(batch)(*items) if hasattr(batch, "_fields") else type(batch)(items)
     return batch
+
+
+class _LossForward(nn.Module):
+    """``forward(*args)`` = ``(total, out)`` of ``out = model.loss(*args)``: the module DDP wraps. The total comes
+    first, as a plain tensor, because DDP finds the outputs it hooks its gradient reduction to in tuples, not in
+    a ``LossOutput``; backward must start from that returned tensor."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args: Any) -> tuple[torch.Tensor, Any]:
+        out = self.model.loss(*args)
+        return out.total, out
 
 
 class Trainer:
@@ -196,7 +144,7 @@ class Trainer:
         self.model, self.dataset, self.s = model, dataset, settings
         self.run = RunDir(run_dir)
         self.run_dir = self.run.path
-        self.device = torch.device(device)
+        self.device = distributed.setup(torch.device(device))
         self.batch_fn, self.evaluate, self.visualize = batch_fn, evaluate, visualize
         self.writer: Any = None
         """``SummaryWriter`` on ``run_dir`` while :meth:`fit` runs (``settings.tensorboard``)"""
@@ -207,7 +155,8 @@ class Trainer:
             self.optimizer, lambda step: lr_factor(step, settings.warmup_steps, settings.total_steps,
                                                    settings.min_lr_ratio))
         self.sampler = ResumableBatchSampler(len(dataset), settings.batch_size, settings.seed,
-                                             with_seeds=settings.seeded_samples)
+                                             with_seeds=settings.seeded_samples, rank=distributed.rank(),
+                                             world_size=distributed.world_size())
         self.step = 0
         self.history: list[dict[str, float]] = []
 
@@ -222,8 +171,15 @@ class Trainer:
                 "rng": _rng_state(), "settings": asdict(self.s), **self.extra_state}
 
     def save_checkpoint(self) -> Path:
-        """Write ``checkpoints/last.pt`` atomically (the previous one stays valid until the rename)."""
-        return atomic_torch_save(self.state_dict(), self.checkpoint_path)
+        """Write ``checkpoints/last.pt`` atomically (the previous one stays valid until the rename). Under torchrun
+        every rank calls it (their random-generator states are gathered) and rank 0 writes."""
+        rng_ranks = distributed.all_ranks(_rng_state()) if distributed.active() else None
+        if distributed.is_main():
+            state = self.state_dict()
+            if rng_ranks is not None:
+                state["rng_ranks"] = rng_ranks
+            atomic_torch_save(state, self.checkpoint_path)
+        return self.checkpoint_path
 
     def load_checkpoint(self, path: str | Path | None = None) -> bool:
         """Restore everything from ``path`` (default ``checkpoints/last.pt``); False if there is none."""
@@ -237,9 +193,14 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
-        _set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks", [state["rng"]])
+        if len(ranks) != distributed.world_size():
+            raise ValueError(f"{path} was written by {len(ranks)} process(es); resume it with the same number "
+                             f"(this run has {distributed.world_size()}), or train into a new logging.run_dir")
+        _set_rng_state(ranks[distributed.rank()])
         self.step = int(state["step"])
-        self.run.truncate_metrics(self.step)  # records an interrupted run logged after it are redone
+        if distributed.is_main():
+            self.run.truncate_metrics(self.step)  # records an interrupted run logged after it are redone
         return True
 
     # ------------------------------------------------------------------------------------ the loop
@@ -256,12 +217,17 @@ class Trainer:
         from tqdm.auto import tqdm
 
         s = self.s
-        self.run.remove_stale_temp()  # of writes a killed run left unfinished
+        main = distributed.is_main()
+        if main:
+            self.run.remove_stale_temp()  # of writes a killed run left unfinished
+        distributed.barrier()  # a rank reads the checkpoint only once rank 0 has tidied the folder
         if not self.load_checkpoint():
-            self.run.start_fresh()
-            torch.manual_seed(s.seed)
-            np.random.seed(s.seed)
-            random.seed(s.seed)
+            if main:
+                self.run.start_fresh()
+            seed = s.seed + distributed.rank()  # rank 0 draws what one process draws
+            torch.manual_seed(seed)
+            np.random.seed(seed)
+            random.seed(seed)
             log.info("training %d steps into %s (batch %d, %s)", s.total_steps, self.run_dir, s.batch_size,
                      self.device)
         elif self.step < s.total_steps:
@@ -269,7 +235,7 @@ class Trainer:
                      self.checkpoint_path)
         else:
             log.info("%s is complete (%d steps)", self.run_dir, self.step)
-        if s.tensorboard:
+        if s.tensorboard and main:
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step drops events an interrupted run logged after the checkpoint we resume from (those up to
@@ -280,18 +246,27 @@ class Trainer:
         # random numbers (dropout, noise, masks) would diverge from an uninterrupted one.
         loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=s.loader_workers,
                             persistent_workers=False, generator=torch.Generator().manual_seed(s.seed))
-        bar = tqdm(total=s.total_steps, initial=self.step, disable=not s.progress, desc="train",
+        bar = tqdm(total=s.total_steps, initial=self.step, disable=not (s.progress and main), desc="train",
                    dynamic_ncols=True)
+        step_model = self._data_parallel()
+        if s.compile:
+            step_model = torch.compile(step_model)
+        if s.precision == "bf16" and self.device.type != "cuda":
+            raise ValueError(f"train.precision='bf16' needs a CUDA device (this run is on {self.device}); bf16 on a "
+                             "CPU is far slower than fp32: use precision 'auto' or 'fp32'")
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=s.precision == "bf16")
         self.model.train()
         batches = iter(loader)
         window_frames, window_start = 0, time.perf_counter()
         while self.step < s.total_steps:
             batch = _to_device(next(batches), self.device)
-            out = self.model.loss(*self.batch_fn(batch))
-            if not torch.isfinite(out.total):
-                self._stop_on_nonfinite(out)
-            self.optimizer.zero_grad(set_to_none=True)
-            out.total.backward()
+            with distributed.batch_statistics_across_ranks():
+                with autocast:
+                    total, out = step_model(*self.batch_fn(batch))
+                if distributed.any_rank(not bool(torch.isfinite(total))):
+                    self._stop_on_nonfinite(out)
+                self.optimizer.zero_grad(set_to_none=True)
+                total.backward()
             grad_norm = (torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
                          if s.grad_clip > 0 else None)
             if s.weight_decay_end is not None:
@@ -320,7 +295,9 @@ class Trainer:
             if self.step % s.metrics_every == 0 or self.step == s.total_steps:
                 record["collapse/embedding_std"] = embedding_std(out.embeddings)
                 record["collapse/effective_rank"] = effective_rank(out.embeddings)
-            if self.evaluate is not None and (self.step % s.eval_every == 0 or self.step == s.total_steps):
+            record = distributed.mean_over_ranks(record, sums=("train/frames_per_s",))
+            evaluating = self.step % s.eval_every == 0 or self.step == s.total_steps
+            if self.evaluate is not None and evaluating and main:  # rank 0 alone evaluates and draws
                 eval_start = time.perf_counter()
                 self.model.eval()
                 with _rng_untouched(self.device):  # so eval_every and TensorBoard figures leave the weights alone
@@ -331,7 +308,7 @@ class Trainer:
                 self.model.train()
                 window_start += time.perf_counter() - eval_start  # throughput counts training only
                 log.info("step %d: evaluation %s", self.step, _headline(evaluation))
-            if record:
+            if record and main:
                 self._log(record)
             if self.step % s.checkpoint_every == 0 or self.step == s.total_steps:
                 ckpt_start = time.perf_counter()
@@ -339,8 +316,9 @@ class Trainer:
                     self.writer.flush()  # the events up to this checkpoint are on disk before it
                 self.save_checkpoint()
                 window_start += time.perf_counter() - ckpt_start
-                log.info("step %d: checkpoint %s%s", self.step, self.checkpoint_path,
-                         f" (loss {record['loss/total']:.4g})" if "loss/total" in record else "")
+                if main:
+                    log.info("step %d: checkpoint %s%s", self.step, self.checkpoint_path,
+                             f" (loss {record['loss/total']:.4g})" if "loss/total" in record else "")
         bar.close()
         if self.writer is not None:
             self.writer.flush()
@@ -352,6 +330,19 @@ class Trainer:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+    def _data_parallel(self) -> Callable[..., Any]:
+        """What a training step calls with ``batch_fn``'s arguments: ``model.loss``, or under torchrun the model in
+        ``DistributedDataParallel`` (gradients averaged over ranks; DDP syncs through ``forward``, hence the
+        wrapper whose forward is ``loss``)."""
+        if not distributed.active():
+            return _LossForward(self.model)
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        # static_graph: every step uses the same parameters, and some never (e.g. a ViT's unused head norm under
+        # I-JEPA), which DDP then skips without searching the graph each step
+        return DistributedDataParallel(_LossForward(self.model), device_ids=ids, static_graph=True)
 
     def _stop_on_nonfinite(self, out: Any) -> None:
         terms = ", ".join(f"{k}={float(v):.4g}" for k, v in out.terms.items() if not k.startswith("prediction_step"))

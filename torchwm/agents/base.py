@@ -23,6 +23,7 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import nn
 
+from torchwm import distributed
 from torchwm.config import JEPAConfig
 from torchwm.runs import RunDir, checkpoint_extras, load_state, save_model
 
@@ -107,7 +108,7 @@ class JEPAAgent:
                              f"{self.cfg.job!r} (dataset={self.cfg.dataset!r}, pretrain.method="
                              f"{self.cfg.pretrain.method!r}): use JEPAAgent(cfg)")
         self.run = RunDir(self.cfg.logging.run_dir)
-        self.device = resolve_device(self.cfg.device)
+        self.device = distributed.setup(resolve_device(self.cfg.device))  # under torchrun: this rank's device
         self.model: Any = None
         self.metrics: dict[str, Any] = {}
 
@@ -160,7 +161,20 @@ class JEPAAgent:
                     raise ValueError(f"{self.run_dir} holds a run with a different config; resuming would mix two "
                                      "experiments. Use a new logging.run_dir, or delete the old run, or undo "
                                      "these changes:\n  " + "\n  ".join(refused))
-            self.cfg.save(self.run.config)
+            if distributed.is_main():
+                self.cfg.save(self.run.config)
+
+    def precision(self) -> str:
+        """``train.precision`` resolved for this run's device: "auto" → "bf16" on a CUDA device with bf16, else
+        "fp32"; "bf16" off CUDA raises ``ValueError`` (far slower than fp32 on CPUs)."""
+        wanted = self.cfg.train.precision
+        cuda = self.device.type == "cuda"
+        if wanted == "auto":
+            return "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+        if wanted == "bf16" and not cuda:
+            raise ValueError(f"train.precision='bf16': needs a CUDA device, this run is on {self.device} (bf16 on a "
+                             "CPU is hundreds of times slower than fp32); use 'auto' or 'fp32'")
+        return wanted
 
     def _total_steps(self, samples: int) -> int:
         """``train.steps``, or ``epochs`` passes over ``samples`` training samples."""
@@ -178,7 +192,8 @@ class JEPAAgent:
         settings = TrainSettings(
             total_steps=steps, batch_size=c.batch_size, learning_rate=c.learning_rate,
             warmup_steps=min(t.warmup_steps, steps // 2), min_lr_ratio=t.min_lr_ratio, weight_decay=t.weight_decay,
-            weight_decay_end=weight_decay_end, grad_clip=t.grad_clip, seed=c.seed, log_every=c.logging.log_every,
+            weight_decay_end=weight_decay_end, grad_clip=t.grad_clip, precision=self.precision(), compile=t.compile,
+            seed=c.seed, log_every=c.logging.log_every,
             metrics_every=t.metrics_every, eval_every=t.eval_every, checkpoint_every=t.checkpoint_every,
             loader_workers=c.data.loader_workers, seeded_samples=seeded_samples, progress=c.logging.progress,
             tensorboard=c.logging.tensorboard)
@@ -188,12 +203,16 @@ class JEPAAgent:
 
     def _finish(self, trainer: Any) -> dict[str, Any]:
         """After training: ``metrics.json``, the TensorBoard run summary, and the saved model."""
-        self.metrics = self.run.finish_metrics(trainer.step)
-        if self.cfg.logging.tensorboard:
-            from torchwm.viz.summary import log_run_summary
+        with distributed.main_first():  # rank 0 writes; the other ranks then read what it wrote
+            if not distributed.is_main():
+                self.metrics = self.run.final_metrics()
+                return self.metrics
+            self.metrics = self.run.finish_metrics(trainer.step)
+            if self.cfg.logging.tensorboard:
+                from torchwm.viz.summary import log_run_summary
 
-            log_run_summary(self.run_dir, self.cfg.to_dict(), self.metrics, trainer.step)
-        self.save()
+                log_run_summary(self.run_dir, self.cfg.to_dict(), self.metrics, trainer.step)
+            self.save()
         return self.metrics
 
     def _writer(self):

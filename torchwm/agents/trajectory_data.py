@@ -39,9 +39,12 @@ class TrajectoryData:
 
         store = getattr(self, "_store", None)
         if store is None or not store.path.is_dir():
+            from torchwm import distributed
+
             d = self.cfg.data
-            store = self._store = ensure_collected(self.collect_spec(), self.store_path(), d.episodes,
-                                                   workers=d.workers, progress=self.cfg.logging.progress)
+            with distributed.main_first():  # under torchrun rank 0 collects, the others then open the store
+                store = self._store = ensure_collected(self.collect_spec(), self.store_path(), d.episodes,
+                                                       workers=d.workers, progress=self.cfg.logging.progress)
         return store
 
     def split(self, store) -> tuple[list[int], list[int]]:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from torchwm import distributed
 from torchwm.agents.base import JEPAAgent
 from torchwm.agents.trajectory_data import TrajectoryData
 from torchwm.masks import FutureMask, MaskSampler, TubeMask
@@ -94,7 +95,8 @@ class VideoPretrainingAgent(TrajectoryData, JEPAAgent, job="video_pretraining"):
             trainer.close()
         self.model = model
         metrics = self._finish(trainer)
-        self.visualize()
+        if distributed.is_main():
+            self.visualize()
         return metrics
 
     def describe(self, metrics: dict[str, Any]) -> str:

@@ -164,6 +164,10 @@ class JEPAConfig:
                 and m.freeze_encoder and tr.ema):
             problems.append("model.freeze_encoder=True, train.ema=True: a frozen encoder needs no EMA target; "
                             "set train.ema=false")
+        if isinstance(tr, TrainConfig) and ok("train.precision", "device") and tr.precision == "bf16" \
+                and self.device in ("cpu", "mps"):
+            problems.append(f"train.precision='bf16', device={self.device!r}: bf16 autocast is for CUDA devices (on a "
+                            "CPU it runs hundreds of times slower than fp32); use precision 'auto' or 'fp32'")
         if isinstance(m, ModelConfig) and ok("model.encoder", "model.timm_model"):
             if m.encoder == "timm" and not m.timm_model:
                 problems.append(f"model.encoder='timm', model.timm_model={m.timm_model!r}: "

@@ -97,6 +97,11 @@ class TrainConfig:
     """AdamW weight decay on weight matrices (not on biases and norms) (>= 0)"""
     grad_clip: float = opt(1.0, min=0.0)
     """maximum global gradient norm; 0 = no clipping (>= 0)"""
+    precision: str = opt("auto", choices=("auto", "fp32", "bf16"))
+    """"auto": bf16 autocast on a CUDA device that supports it, fp32 elsewhere; "fp32"; "bf16" (CUDA only: on a
+    CPU without bf16 units it runs hundreds of times slower than fp32, so it is refused there)"""
+    compile: bool = opt(False)
+    """``torch.compile`` the training step's model (first steps slower while it compiles)"""
     var_weight: float = opt(1.0, min=0.0)
     """weight of the VICReg variance (std hinge) term (>= 0; 0 = off)"""
     cov_weight: float = opt(0.04, min=0.0)
