@@ -5,10 +5,11 @@ to an uninterrupted one, with no temp file and no process left behind?
 
 Training: a tiny point_mass world model (conv encoder, 16 px, 40 steps, a checkpoint every 4 and an evaluation
 every 8 steps). Each trial starts ``torchwm train`` into a new run directory, kills the process with SIGKILL at a
-random moment of its run (after a random number of its metrics records, then a random delay under a second; drawn
-from ``--seed``), runs the same command to completion and compares ``model.pt``
+random moment of its run (after a random number of its metrics records, then a random delay under a second;
+drawn from ``--seed``), runs the same command to completion and compares ``model.pt``
 tensor by tensor, and ``metrics.jsonl`` (timings aside), with an uninterrupted run. Collection: ``torchwm collect``
-of 6 episodes with 2 workers into a new store, killed and rerun the same way; every episode's arrays are compared
+of 12 episodes of 100 steps at 64 px with 2 workers into a new store, killed at a random moment between 10% and
+70% of the uninterrupted collection's time and rerun the same way; every episode's arrays are compared
 with an uninterrupted collection. After each trial: files named like an unfinished atomic write (``.tmp-*``) and
 any process of the killed command still alive 10 s later are reported. Prints a Markdown table.
 """
@@ -31,10 +32,10 @@ TRAIN = ["image_size=16", "embed_dim=16", "batch_size=4", "learning_rate=1e-3", 
          "model.temporal_hidden=16", "model.predictor_hidden=32", "data.episodes=4", "data.steps=20",
          "data.workers=1", "train.steps=40", "train.eval_every=8", "train.checkpoint_every=4", "train.warmup_steps=2",
          "logging.progress=false", "logging.log_every=2"]
-COLLECT = ["env.id=dmc:point_mass-easy", "image_size=32", "data.episodes=6", "data.steps=30", "data.workers=2",
+COLLECT = ["env.id=dmc:point_mass-easy", "image_size=64", "data.episodes=12", "data.steps=100", "data.workers=2",
            "logging.progress=false"]
 TIMING_KEYS = ("frames_per_s", "time", "_s")
-UNITS = {"train": 20, "collect": 6}  # metrics records of a training run (40 steps, one every 2), episodes collected
+UNITS = {"train": 20}  # metrics records of a training run (40 steps, one every 2)
 
 
 def command(kind: str, where: Path, store: Path) -> list[str]:
@@ -154,9 +155,12 @@ def main() -> None:
             equal = orphans = temps = landed = 0
             for trial in range(args.kills):
                 where = root / f"{kind}-{trial}"
-                # a random point: after a random amount of progress (log records, episodes), plus a random delay
-                after = int(rng.integers(0, UNITS[kind] - 1))
-                delay = float(rng.uniform(0.0, 1.0))
+                # a random point: training, after a random number of metrics records plus a random delay; collection
+                # (whose episodes land in bursts as workers finish), a random moment of the uninterrupted run's time
+                if kind == "train":
+                    after, delay = int(rng.integers(0, UNITS[kind] - 1)), float(rng.uniform(0.0, 1.0))
+                else:
+                    after, delay = 0, float(rng.uniform(0.1, 0.7)) * seconds
                 left, hit = killed_then_resumed(command(kind, where, shared_store), kind, where, after, delay)
                 same = same_store(reference, where) if kind == "collect" else (
                     same_model(reference, where) and same_metrics(reference, where))
