@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from torchwm.ema import EMA, momentum_schedule
-from torchwm.losses import LossOutput, covariance_loss, prediction_loss, variance_loss
+from torchwm.losses import LossOutput, covariance_loss, prediction_loss, sigreg, variance_loss
 from torchwm.nn.encoders import SpatialEncoder
 from torchwm.nn.predictor import Predictor
 from torchwm.nn.temporal import TemporalEncoder
@@ -37,13 +37,19 @@ class WorldModel(nn.Module):
     embedding, so content that is constant within an episode cannot meet them. With ``freeze_encoder`` the
     spatial encoder is fixed (no gradient, kept in eval mode: a frozen pretrained encoder, as in DINO-WM):
     only the temporal encoder and the predictor train, and the VICReg terms apply to the temporal contexts.
+    With ``regularizer="sigreg"`` one term replaces the two VICReg ones: ``sigreg_weight`` x SIGReg (the Epps-Pulley
+    statistic scaled by the batch size, LeJEPA/LeWM's convention, see :func:`torchwm.losses.sigreg`) of a BatchNorm
+    MLP projection (to ``sigreg_proj_dim``) of the same embeddings.
     """
 
     def __init__(self, encoder: SpatialEncoder, temporal: TemporalEncoder, predictor: Predictor,
                  action_low: torch.Tensor, action_high: torch.Tensor, history: int, horizon: int,
                  var_weight: float = 1.0, cov_weight: float = 0.04, ema_momentum: float | None = None,
-                 vicreg_within_sequence: bool = False, freeze_encoder: bool = False) -> None:
+                 vicreg_within_sequence: bool = False, freeze_encoder: bool = False, regularizer: str = "vicreg",
+                 sigreg_weight: float = 0.1, sigreg_directions: int = 256, sigreg_proj_dim: int = 64) -> None:
         super().__init__()
+        if regularizer not in ("vicreg", "sigreg"):
+            raise ValueError(f"regularizer must be 'vicreg' or 'sigreg', not {regularizer!r}")
         if freeze_encoder and ema_momentum is not None:
             raise ValueError("a frozen encoder needs no EMA target: set ema_momentum=None (train.ema false)")
         self.encoder, self.temporal, self.predictor = encoder, temporal, predictor
@@ -53,6 +59,14 @@ class WorldModel(nn.Module):
         self.history, self.horizon = int(history), int(horizon)
         self.var_weight, self.cov_weight = float(var_weight), float(cov_weight)
         self.vicreg_within_sequence = bool(vicreg_within_sequence)
+        self.regularizer = regularizer
+        self.sigreg_weight, self.sigreg_directions = float(sigreg_weight), int(sigreg_directions)
+        self.sigreg_projector = None
+        if regularizer == "sigreg":  # a BatchNorm MLP: a LayerNorm before SIGReg would hide what it measures
+            from torchvision.ops import MLP
+
+            width = temporal.context_dim if self.freeze_encoder else encoder.embed_dim
+            self.sigreg_projector = MLP(width, [256, sigreg_proj_dim], norm_layer=nn.BatchNorm1d)
         self.ema_momentum = ema_momentum
         self.target_encoder = EMA(encoder) if ema_momentum is not None else None
         low = torch.as_tensor(action_low, dtype=torch.float32).flatten()
@@ -158,10 +172,15 @@ class WorldModel(nn.Module):
             reg = (z - z.mean(dim=1, keepdim=True)).reshape(b * length, -1)
         else:
             reg = flat
-        var = variance_loss(reg) if self.var_weight > 0 else flat.new_zeros(())
-        cov = covariance_loss(reg) if self.cov_weight > 0 else flat.new_zeros(())
-        total = pred + self.var_weight * var + self.cov_weight * cov
-        terms = {"total": total, "prediction": pred, "variance": var, "covariance": cov}
+        if self.sigreg_projector is not None:
+            statistic = sigreg(self.sigreg_projector(reg)[None], self.sigreg_directions)
+            total = pred + self.sigreg_weight * statistic
+            terms = {"total": total, "prediction": pred, "sigreg": statistic}
+        else:
+            var = variance_loss(reg) if self.var_weight > 0 else flat.new_zeros(())
+            cov = covariance_loss(reg) if self.cov_weight > 0 else flat.new_zeros(())
+            total = pred + self.var_weight * var + self.cov_weight * cov
+            terms = {"total": total, "prediction": pred, "variance": var, "covariance": cov}
         terms = {k: v.detach() for k, v in terms.items()}
         terms.update({f"prediction_step{k + 1}": e.detach() for k, e in enumerate(per_step)})
         return LossOutput(total, terms, flat.detach(), b * length)
@@ -180,13 +199,14 @@ class WorldModel(nn.Module):
 def build_world_model(encoder: SpatialEncoder, action_low: Any, action_high: Any, *, history: int, horizon: int,
                       temporal_hidden: int, predictor_hidden: int, predictor_depth: int, var_weight: float,
                       cov_weight: float, ema_momentum: float | None = None, vicreg_within_sequence: bool = False,
-                      freeze_encoder: bool = False) -> WorldModel:
+                      freeze_encoder: bool = False, **regularizer: Any) -> WorldModel:
     """A world model around ``encoder`` for an env with these action bounds ``(A,)``: a GRU temporal
     encoder of ``temporal_hidden`` units and an MLP predictor (``predictor_depth`` layers of
-    ``predictor_hidden``); the loss settings are :class:`WorldModel`'s."""
+    ``predictor_hidden``); the loss settings (``regularizer`` and the ``sigreg_*`` ones among them) are
+    :class:`WorldModel`'s."""
     temporal = TemporalEncoder(encoder.embed_dim, temporal_hidden)
     low = torch.as_tensor(action_low, dtype=torch.float32).flatten()
     predictor = Predictor(temporal.context_dim, low.numel(), encoder.embed_dim, predictor_hidden, predictor_depth)
     return WorldModel(encoder, temporal, predictor, low, action_high, history, horizon, var_weight=var_weight,
                       cov_weight=cov_weight, ema_momentum=ema_momentum, vicreg_within_sequence=vicreg_within_sequence,
-                      freeze_encoder=freeze_encoder)
+                      freeze_encoder=freeze_encoder, **regularizer)
