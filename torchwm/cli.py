@@ -249,15 +249,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from torchwm.data.store import StoreError
     from torchwm.training import NonFiniteLossError
 
-    errors: list[type[BaseException]] = [ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-                                         PermissionError, StoreError, NonFiniteLossError]
-    try:
-        from torchwm.locks import RunLockedError
+    from torchwm.locks import RunLockedError
 
-        errors.append(RunLockedError)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errors)
+    return (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, StoreError,
+            NonFiniteLossError, RunLockedError)
 
 
 RESUMABLE_COMMANDS = ("train", "pretrain", "demo", "collect")
