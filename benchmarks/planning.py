@@ -59,7 +59,7 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     p = agent.cfg.planning
     print(f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}; run {args.run} "
-          f"({agent.cfg.env.id}, horizon {p.horizon}, {args.episodes} episodes of {p.episode_steps} steps)")
+          f"({agent.cfg.env.id}, horizon {p.horizon}, {args.episodes} episodes of {agent.episode_steps()} steps)")
     print()
     print("| planner | samples x iterations | success | 95% CI | final distance | ms / call (1 episode) "
           f"| ms / call ({args.parallel} episodes) | ms / episode-step ({args.parallel} episodes) |")

@@ -67,10 +67,10 @@ def test_every_field_is_documented() -> None:
 # ----------------------------------------------------------------------------- invalid values
 
 POSITIVE_INTS = [
-    "image_size", "patch_size", "embed_dim", "num_layers", "num_heads", "batch_size", "epochs",
+    "image_size", "patch_size", "num_layers", "num_heads", "batch_size", "epochs",
     "predict_horizon", "env.goal_steps", "data.episodes", "data.steps",
     "data.workers", "model.history", "planning.samples", "planning.elites", "planning.iterations",
-    "planning.horizon", "planning.execute_steps", "planning.episode_steps", "planning.eval_episodes",
+    "planning.horizon", "planning.execute_steps", "planning.eval_episodes",
     "logging.log_every", "model.conv_width", "model.temporal_hidden", "model.predictor_hidden",
     "model.predictor_depth", "train.eval_every", "train.metrics_every", "train.checkpoint_every",
 ]
@@ -84,6 +84,7 @@ def test_non_positive_sizes_rejected(path: str, value: int) -> None:
 
 
 @pytest.mark.parametrize("path,value", [
+    ("embed_dim", -3), ("planning.episode_steps", -1),  # 0: the domain's (embedding size, budget)
     ("data.loader_workers", -1), ("env.camera", -2), ("env.action_repeat", -1), ("seed", -1), ("train.steps", -1),
     ("train.warmup_steps", -5), ("train.weight_decay", -0.1), ("train.grad_clip", -1.0),
     ("train.var_weight", -1.0), ("train.cov_weight", -0.5), ("train.min_lr_ratio", 1.5),
@@ -481,7 +482,7 @@ def test_presets_load_by_name_from_any_directory(tmp_path, monkeypatch) -> None:
     # a file of that name in the working directory wins over the preset
     JEPAConfig().override(["epochs=3"]).save(tmp_path / "dmc_reacher")
     assert JEPAConfig.load("dmc_reacher").epochs == 3
-    with pytest.raises(FileNotFoundError, match="no_such_preset.*presets: dmc_point_mass, dmc_point_mass_frozen"):
+    with pytest.raises(FileNotFoundError, match="no_such_preset.*presets: dmc_goal, dmc_point_mass, dmc_point_mass_frozen"):
         JEPAConfig.load("no_such_preset")
     with pytest.raises(FileNotFoundError, match="not a preset"):
         JEPAConfig.load("configs/dmc_reacher.yaml")  # a path is never looked up among the presets

@@ -316,7 +316,7 @@ def test_collect_spec_names_its_store():
         "dmc-point_mass-easy_64px_ar2_cam1_random_5steps_seed2"
     # the domain's default repeat and the same repeat asked for explicitly share a store
     assert CollectSpec(REACHER, steps=9).store_name() == CollectSpec(REACHER, steps=9, action_repeat=4).store_name()
-    assert CollectSpec("dmc:cartpole-swingup", steps=9).action_repeat == 1
+    assert CollectSpec("dmc:walker-walk", steps=9).action_repeat == 1
 
 
 def test_collect_from_unguarded_script(tmp_path):

@@ -128,8 +128,8 @@ def case_unknown_preset(tmp: Path, trained: Path):
 
 
 def case_demo_without_goals(tmp: Path, trained: Path):
-    return (["demo", "--config", str(trained / "config.yaml"), "--set", "env.id=dmc:cartpole-swingup"],
-            ["cartpole", "goal protocol", "point_mass"])
+    return (["demo", "--config", str(trained / "config.yaml"), "--set", "env.id=dmc:walker-walk"],
+            ["walker", "goal protocol", "point_mass"])
 
 
 def case_bf16_on_cpu(tmp: Path, trained: Path):

@@ -503,7 +503,10 @@ def test_probe_targets():
     pm_states = torch.from_numpy(rng.normal(size=(5, 4)))
     np.testing.assert_array_equal(probe_targets("dmc:point_mass-easy", pm_states), pm_states[:, :2].numpy())
     other = rng.normal(size=(3, 6))
-    np.testing.assert_array_equal(probe_targets("dmc:cartpole-swingup", other), other[:, :3])
+    np.testing.assert_array_equal(probe_targets("dmc:walker-walk", other), other[:, :3])
+    cartpole = rng.normal(size=(3, 4))  # the cart in metres, the pole's angle as its sine and cosine
+    np.testing.assert_allclose(probe_targets("dmc:cartpole-swingup", cartpole),
+                               np.stack([cartpole[:, 0], np.sin(cartpole[:, 1]), np.cos(cartpole[:, 1])], axis=1))
     with pytest.raises(ValueError, match="probe kind must be one of .* for reacher, not 'angles'"):
         probe_targets("dmc:reacher-easy", reacher_states, kind="angles")
     assert probe_kinds("dmc:reacher-hard") == ("positions", "joints")

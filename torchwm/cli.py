@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 DEMO_PRESET = "dmc_point_mass"
+GOAL_PRESET = "dmc_goal"
 PRETRAIN_PRESET = "sigreg_tiny"
 
 
@@ -32,15 +33,39 @@ def _add_config_args(parser: argparse.ArgumentParser, default: str | None = None
 def _config(args: argparse.Namespace):
     from torchwm.config import load_config
 
+    env = getattr(args, "env", None)
+    if env:
+        from torchwm.envs.ids import parse_env_id
+
+        try:
+            parse_env_id(env)
+        except ValueError as err:
+            raise SystemExit(_error_line(f"--env: {err}")) from None
     if args.config is None:  # train/collect: the library's defaults are a 224 px ViT-Base, not a CPU job
-        args.config = DEMO_PRESET
-        print(f"no --config given: using the preset {DEMO_PRESET} (pass --config FILE_OR_PRESET to choose)",
-              file=sys.stderr)
+        args.config = GOAL_PRESET if env else DEMO_PRESET
+        if args.command != "demo" or env:
+            print(f"no --config given: using the preset {args.config} (pass --config FILE_OR_PRESET to choose)",
+                  file=sys.stderr)
     try:
-        return load_config(args.config, args.overrides)
+        cfg = load_config(args.config, args.overrides)
+        if env:
+            return cfg.override(_env_overrides(env, cfg.logging.run_dir, args.overrides)).validate(check_paths=False)
+        return cfg
     except (OSError, ValueError) as err:
         text = str(err)
         raise SystemExit(_error_line(text if str(args.config) in text else f"{args.config}: {text}")) from None
+
+
+def _env_overrides(env_id: str, run_dir: str, overrides: list[str]) -> list[str]:
+    """``--env``: the env id, and (unless ``--set logging.run_dir=...`` names one) a run directory of its own,
+    ``<run_dir>-<domain>-<task>``, so one config trains several domains side by side."""
+    from torchwm.envs.ids import parse_env_id
+
+    domain, task = parse_env_id(env_id)
+    sets = [f"env.id={env_id}"]
+    if not any(o.split("=", 1)[0].strip() == "logging.run_dir" for o in overrides):
+        sets.append(f"logging.run_dir={run_dir.rstrip('/')}-{domain}-{task}")
+    return sets
 
 
 def _error_line(message: str) -> str:
@@ -197,10 +222,13 @@ def _load(run: Path):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="torchwm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, func, default in [("demo", cmd_demo, DEMO_PRESET), ("collect", cmd_collect, None),
-                                ("train", cmd_train, None)]:
+    for name, func in [("demo", cmd_demo), ("collect", cmd_collect), ("train", cmd_train)]:
         p = sub.add_parser(name, help=func.__doc__.splitlines()[0], description=func.__doc__)
-        _add_config_args(p, default)
+        _add_config_args(p)  # none: the demo preset, or with --env the one recipe
+        p.add_argument("--env", default=None, metavar="ENV_ID",
+                       help=f"a dm_control task, e.g. dmc:cartpole-swingup: trains on it (with the preset {GOAL_PRESET} "
+                            "unless --config names another) into a run directory of its own, <run_dir>-<domain>-<task>; without --config "
+                            f"or --env: the preset {DEMO_PRESET}")
         p.set_defaults(func=func)
     p = sub.add_parser("pretrain", help=cmd_pretrain.__doc__.splitlines()[0], description=cmd_pretrain.__doc__)
     _add_config_args(p, PRETRAIN_PRESET)

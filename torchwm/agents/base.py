@@ -140,7 +140,7 @@ class JEPAAgent:
         from torchwm.nn.encoders import build_spatial_encoder
 
         c, m = self.cfg, self.cfg.model
-        return build_spatial_encoder(m.encoder, c.image_size, c.patch_size, c.embed_dim, c.num_layers, c.num_heads,
+        return build_spatial_encoder(m.encoder, c.image_size, c.patch_size, c.frame_embed_dim, c.num_layers, c.num_heads,
                                      conv_width=m.conv_width, timm_model=m.timm_model, conv_head=m.conv_head,
                                      keypoints=m.keypoints)
 

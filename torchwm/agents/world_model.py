@@ -156,6 +156,13 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
             kwargs["temperature"] = p.temperature
         return make_planner(p.planner, **kwargs)
 
+    def episode_steps(self) -> int:
+        """The step budget of a goal-reaching episode: ``planning.episode_steps``, or for 0 the domain's."""
+        from torchwm.envs.domains import domain_spec
+        from torchwm.envs.ids import parse_env_id
+
+        return self.cfg.planning.episode_steps or domain_spec(parse_env_id(self.cfg.env.id)[0]).episode_steps
+
     def controller(self):
         """A warm-started MPC controller (:class:`~torchwm.planning.MPCController`) for E episodes at once."""
         from torchwm.planning import MPCController
@@ -205,18 +212,19 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
         parallel = p.parallel if parallel is None else parallel
         videos = p.videos if videos is None else videos
         seeds = episode_seeds(seed, episodes)
-        result = GoalReaching(c.env.id, seeds, p.episode_steps)
+        steps = self.episode_steps()
+        result = GoalReaching(c.env.id, seeds, steps)
         controller = self.controller()
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(seed)  # the planner's samples: the same seed gives the same evaluation
             traces: list[dict[str, np.ndarray]] = []
             result.results["planner"], clips = run_episodes(
-                self.make_env, _NumpyController(controller), seeds, p.episode_steps, parallel=parallel,
+                self.make_env, _NumpyController(controller), seeds, steps, parallel=parallel,
                 record=videos, progress=c.logging.progress, desc=f"plan ({p.planner})", traces=traces)
         if baseline:
             low, high = model.action_low.cpu().numpy(), model.action_high.cpu().numpy()
             result.results["random"], _ = run_episodes(
-                self.make_env, RandomPolicy(low, high, seed), seeds, p.episode_steps, parallel=parallel,
+                self.make_env, RandomPolicy(low, high, seed), seeds, steps, parallel=parallel,
                 progress=c.logging.progress, desc="random")
         out = self.run.eval_dir
         write_json(out / "goal_reaching.json", {**result.to_dict(), "planning": c.to_dict()["planning"]})

@@ -62,8 +62,9 @@ class JEPAConfig:
     """side of the square input images in pixels (>= 1, divisible by patch_size)"""
     patch_size: int = opt(16, min=1)
     """side of a ViT patch in pixels (>= 1)"""
-    embed_dim: int = opt(768, min=1)
-    """token / embedding width (>= 1, divisible by num_heads)"""
+    embed_dim: int = opt(768, min=0)
+    """token / embedding width (>= 1, divisible by num_heads); 0: the dm_control domain's degrees of freedom (1 per
+    slide, 2 per hinge joint it shows: point_mass 2, reacher 4), for a world model with a conv encoder"""
     num_layers: int = opt(12, min=1)
     """transformer blocks in the encoder (>= 1)"""
     num_heads: int = opt(12, min=1)
@@ -99,6 +100,16 @@ class JEPAConfig:
     """run directory and logging"""
 
     @property
+    def frame_embed_dim(self) -> int:
+        """``embed_dim``, or for 0 the env domain's degrees of freedom (:attr:`DomainSpec.latent_dim`)."""
+        if self.embed_dim:
+            return self.embed_dim
+        from torchwm.envs.domains import domain_spec
+        from torchwm.envs.ids import parse_env_id
+
+        return domain_spec(parse_env_id(self.env.id)[0]).latent_dim
+
+    @property
     def job(self) -> str:
         """What this config trains (one of :data:`JOBS`): ``"world_model"`` for dataset "trajectories", else
         ``"video_pretraining"`` for ``pretrain.method`` "vjepa" and ``"image_pretraining"`` for the others
@@ -131,6 +142,19 @@ class JEPAConfig:
         if uses_vit and ok("image_size", "patch_size") and self.image_size % self.patch_size:
             problems.append(f"image_size={self.image_size!r}, patch_size={self.patch_size!r}: "
                             "image_size must be divisible by patch_size")
+        if ok("embed_dim") and self.embed_dim == 0:
+            conv = isinstance(self.model, ModelConfig) and self.model.encoder == "conv"
+            if self.job != "world_model" or not conv:
+                problems.append("embed_dim=0: the domain's size is for world models (dataset 'trajectories') with "
+                                "model.encoder 'conv'; give embed_dim >= 1")
+            elif ok("env.id"):
+                try:
+                    known = self.frame_embed_dim > 0
+                except ValueError:
+                    known = True  # the unknown env id is reported on its own
+                if not known:
+                    problems.append(f"embed_dim=0: env.id={self.env.id!r}: torchwm knows no coordinates of this "
+                                    "domain to size the embedding from; give embed_dim >= 1")
         if uses_vit and ok("embed_dim", "num_heads") and self.embed_dim % self.num_heads:
             problems.append(f"embed_dim={self.embed_dim!r}, num_heads={self.num_heads!r}: "
                             "embed_dim must be divisible by num_heads")

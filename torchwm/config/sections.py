@@ -157,8 +157,8 @@ class PlanningConfig:
     success "at any step" asks, without holding it)"""
     execute_steps: int = opt(1, min=1)
     """planned actions executed before replanning (>= 1 and <= horizon)"""
-    episode_steps: int = opt(50, min=1)
-    """step budget of one goal-reaching episode (>= 1)"""
+    episode_steps: int = opt(0, min=0)
+    """step budget of one goal-reaching episode (>= 1); 0: the domain's (50; point_mass 100, see docs/goals.md)"""
     eval_episodes: int = opt(100, min=1)
     """goal-reaching episodes per evaluation (>= 1)"""
     parallel: int = opt(16, min=1)

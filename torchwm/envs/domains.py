@@ -17,7 +17,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from torchwm.envs.goals import GoalSpec, JointAngleGoal, PositionGoal
+from torchwm.envs.goals import GoalSpec, JointGoal, PositionGoal
 
 ProbeTargets = Callable[[np.ndarray], np.ndarray]
 """Physics states ``(N, S)`` (float64, ``physics.get_state()`` layout) → probe targets ``(N, F)``."""
@@ -49,16 +49,26 @@ class DomainSpec:
     """A dm_control domain as torchwm uses it (see the module docs)."""
 
     name: str
+    task: str = ""
+    """the suite task a benchmark runs when only the domain is named ("" = the domain has none chosen)"""
     camera: int = 0
     """camera rendered when a config or ``make`` asks for camera -1"""
     action_repeat: int = 1
     """times each action is repeated when a config or ``make`` asks for action repeat 0"""
     goal: GoalSpec | None = None
     """the goal-reaching protocol; None: the domain has no goals (planning evaluations refuse it)"""
+    episode_steps: int = 50
+    """the step budget of one goal-reaching episode, when ``planning.episode_steps`` is 0"""
     coordinates: tuple[Coordinate, ...] = ()
     """the position coordinates a frame shows, in ``qpos`` order"""
     probes: Mapping[str, ProbeTargets] = field(default_factory=lambda: {"positions": joint_positions})
     """what a linear probe reads from a frame embedding, by kind; ``"positions"`` comes first"""
+
+    @property
+    def latent_dim(self) -> int:
+        """The degrees of freedom a frame shows, as embedding dimensions: 1 per slide, 2 per hinge (an angle
+        lies on a circle). The frame embedding size when ``embed_dim`` is 0; 0 when no coordinates are known."""
+        return sum(1 if c.kind == "slide" else 2 for c in self.coordinates)
 
     @property
     def probe_kinds(self) -> tuple[str, ...]:
@@ -92,6 +102,20 @@ def reacher_joints(states: np.ndarray) -> np.ndarray:
     return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
 
 
+def coordinate_features(coordinates: tuple[Coordinate, ...]) -> ProbeTargets:
+    """A probe of every coordinate, in ``qpos`` order (the coordinates must be ``qpos[0:n]``): a slide as itself,
+    a hinge as its sine and cosine (an angle's value jumps where it wraps; its sine and cosine do not)."""
+
+    def features(states: np.ndarray) -> np.ndarray:
+        columns = []
+        for i, c in enumerate(coordinates):
+            q = states[:, i]
+            columns += [q] if c.kind == "slide" else [np.sin(q), np.cos(q)]
+        return np.stack(columns, axis=1)
+
+    return features
+
+
 def _joints(coordinates: tuple[Coordinate, ...]) -> tuple[str, ...]:
     return tuple(c.joint for c in coordinates)
 
@@ -100,17 +124,35 @@ _POINT_MASS = (Coordinate("root_x", "slide", -0.29, 0.29), Coordinate("root_y", 
 # the wrist's limit is +-160 degrees (+-2.79 rad); poses are kept 0.09 rad inside it, off the stop
 _REACHER = (Coordinate("shoulder", "hinge", -math.pi, math.pi, periodic=True),
             Coordinate("wrist", "hinge", -2.7, 2.7))
+# ranges: the 1st-99th percentiles of 8000 random-action steps (cartpole's rail ends at +-1.8 m)
+_CARTPOLE = (Coordinate("slider", "slide", -1.8, 1.8), Coordinate("hinge_1", "hinge", -math.pi, math.pi, periodic=True))
+_PENDULUM = (Coordinate("hinge", "hinge", -math.pi, math.pi, periodic=True),)
+_ACROBOT = (Coordinate("shoulder", "hinge", -math.pi, math.pi, periodic=True),
+            Coordinate("elbow", "hinge", -math.pi, math.pi, periodic=True))
+_BALL_IN_CUP = (Coordinate("cup_x", "slide", -0.09, 0.09), Coordinate("cup_z", "slide", -0.15, 0.03),
+                Coordinate("ball_x", "slide", -0.24, 0.24), Coordinate("ball_z", "slide", -0.15, 0.39))
 
 DOMAINS: dict[str, DomainSpec] = {spec.name: spec for spec in (
     # The mass is slow (~0.1 m/s), so actions repeat 4 times. Goals: at rest anywhere in the arena (random
     # actions barely move the mass, see PositionGoal), success inside the target sphere's radius.
-    DomainSpec("point_mass", action_repeat=4, coordinates=_POINT_MASS,
-               goal=PositionGoal(_joints(_POINT_MASS), radius_geom="target")),
+    DomainSpec("point_mass", "easy", action_repeat=4, coordinates=_POINT_MASS,
+               goal=PositionGoal(_joints(_POINT_MASS), radius_geom="target"), episode_steps=100),
     # A 1-step action barely moves the arm: actions repeat 4 times. Goals: 25 steps ahead on a random
     # trajectory, every joint within 0.05 rad.
-    DomainSpec("reacher", action_repeat=4, coordinates=_REACHER,
-               goal=JointAngleGoal(_joints(_REACHER), tolerance=0.05),
+    DomainSpec("reacher", "easy", action_repeat=4, coordinates=_REACHER,
+               goal=JointGoal(_joints(_REACHER), tolerance=0.05),
                probes={"positions": reacher_positions, "joints": reacher_joints}),
+    # The other suite domains share reacher's protocol: the state 25 steps ahead on a random trajectory, every
+    # position coordinate within 0.05 (rad or m), 50 steps. Actions repeat 4 times: with 1 or 2, 25 random steps
+    # end within the tolerance of the start in 68% / 20% of cartpole's episodes (docs/goals.md).
+    DomainSpec("cartpole", "swingup", action_repeat=4, coordinates=_CARTPOLE, goal=JointGoal(_joints(_CARTPOLE)),
+               probes={"positions": coordinate_features(_CARTPOLE)}),
+    DomainSpec("pendulum", "swingup", action_repeat=4, coordinates=_PENDULUM, goal=JointGoal(_joints(_PENDULUM)),
+               probes={"positions": coordinate_features(_PENDULUM)}),
+    DomainSpec("acrobot", "swingup", action_repeat=4, coordinates=_ACROBOT, goal=JointGoal(_joints(_ACROBOT)),
+               probes={"positions": coordinate_features(_ACROBOT)}),
+    DomainSpec("ball_in_cup", "catch", action_repeat=4, coordinates=_BALL_IN_CUP, goal=JointGoal(_joints(_BALL_IN_CUP)),
+               probes={"positions": coordinate_features(_BALL_IN_CUP)}),
     DomainSpec("quadruped", camera=2),
 )}
 """Domains with something to say, by dm_control domain name."""

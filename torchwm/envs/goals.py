@@ -4,8 +4,8 @@ Every goal is a state the task can reach, drawn from the environment's seeded RN
 shown to the agent as its rendered image. Distance and success are computed from the simulator
 state, never from pixels. Two samplers exist:
 
-* ``rollout`` (reacher): the state ``goal_steps`` environment steps ahead of the episode's start on a
-  uniform random-action trajectory.
+* ``rollout`` (:class:`JointGoal`: reacher, cartpole, pendulum, acrobot, ball_in_cup): the state ``goal_steps``
+  environment steps ahead of the episode's start on a uniform random-action trajectory.
 * ``uniform`` (point_mass): the mass at rest at a uniform random position in the arena. (Random actions
   barely move the point mass: 25 steps travel a median 0.003, below the 0.015 target radius, so a
   rollout goal would be reached at the start.)
@@ -67,10 +67,11 @@ class PositionGoal:
 
 
 @dataclass(frozen=True)
-class JointAngleGoal:
-    """Largest wrapped angle difference over hinge joints; success when all are within ``tolerance``.
+class JointGoal:
+    """Largest difference over joint positions (hinge angles wrapped to [-pi, pi), slides in metres); success when
+    every joint is within ``tolerance`` of the goal's.
 
-    reacher: shoulder and wrist each within 0.05 rad of the goal's angles.
+    reacher: shoulder and wrist each within 0.05 rad; cartpole: the cart within 0.05 m and the pole within 0.05 rad.
     """
 
     joints: tuple[str, ...]
@@ -80,13 +81,23 @@ class JointAngleGoal:
         """The state ``env.goal_steps`` steps ahead on a uniform random-action trajectory."""
         return env.random_rollout(env.goal_steps)
 
-    def distance(self, physics, goal_state: np.ndarray) -> float:
+    def differences(self, physics, goal_state: np.ndarray) -> np.ndarray:
+        """Per joint: current minus goal position ``(len(joints),)``, hinge angles wrapped to [-pi, pi)."""
         idx = [physics.model.name2id(j, "joint") for j in self.joints]
         qpos_adr = physics.model.jnt_qposadr[idx]
         diff = physics.data.qpos[qpos_adr] - goal_state[qpos_adr]
-        wrapped = (diff + np.pi) % (2 * np.pi) - np.pi
-        return float(np.max(np.abs(wrapped)))
+        hinge = physics.model.jnt_type[idx] == HINGE
+        return np.where(hinge, (diff + np.pi) % (2 * np.pi) - np.pi, diff)
+
+    def distance(self, physics, goal_state: np.ndarray) -> float:
+        return float(np.max(np.abs(self.differences(physics, goal_state))))
 
     def threshold(self, physics) -> float:
         return self.tolerance
 
+
+JointAngleGoal = JointGoal
+"""The earlier name of :class:`JointGoal` (reacher's protocol)."""
+
+HINGE = 3
+"""MuJoCo's ``mjJNT_HINGE``"""
