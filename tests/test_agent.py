@@ -289,7 +289,7 @@ def test_cli_lists_presets_and_names_what_is_wrong(trained, tmp_path, capsys):
     from torchwm.config import preset_names
 
     assert ", ".join(preset_names()) in " ".join(capsys.readouterr().out.split())
-    with pytest.raises(SystemExit, match="no_such_preset.*presets: dmc_point_mass"):
+    with pytest.raises(SystemExit, match="no_such_preset.*presets: dmc_goal, dmc_point_mass"):
         main(["train", "--config", "no_such_preset"])
     with pytest.raises(SystemExit, match="collect needs a config whose data is collected from env.id"):
         main(["collect", "--config", "ijepa_tiny", "--set", f"root_path={tmp_path}", "--set", "image_folder=."])
