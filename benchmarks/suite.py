@@ -87,6 +87,14 @@ def run_one(preset: str, env_id: str, variant: str, sets: list[str], steps: int 
             "probe_r2": metrics.get("eval/probe_r2")}
 
 
+def row_file(root: Path, variant: str, env_id: str) -> Path:
+    """Where one finished row is kept: ``<root>/<variant>-<domain>.json``."""
+    from torchwm.envs.ids import parse_env_id
+
+    root.mkdir(parents=True, exist_ok=True)
+    return root / f"{variant}-{parse_env_id(env_id)[0]}.json"
+
+
 def _minutes(seconds: float) -> str:
     return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
@@ -173,17 +181,17 @@ def main() -> None:
     variants = dict(parse_variant(v) for v in (args.variant or ["vicreg:"]))
     root = Path(args.root)
 
-    if args.one:  # the child process of one row
+    if args.one:  # the child process of one row: it writes the row's file itself, so no result hangs on the parent
         env_id, variant = args.one
         row = run_one(args.preset, env_id, variant, variants[variant], args.steps, args.episodes, args.seed, root)
-        print(json.dumps(row))
+        row_file(root, variant, env_id).write_text(json.dumps(row, indent=1))
         return
 
     rows = []
     for domain in args.domains or goal_domains():
         env_id = env_id_of(domain)
         for variant in variants:
-            cached = root / f"{variant}-{env_id[4:].split('-')[0]}.json"
+            cached = row_file(root, variant, env_id)
             if cached.exists() and not args.fresh:
                 rows.append(json.loads(cached.read_text()))
                 print(f"{env_id} ({variant}): cached in {cached}", file=sys.stderr)
@@ -193,13 +201,11 @@ def main() -> None:
                    "--episodes", str(args.episodes), "--seed", str(args.seed), "--root", str(root),
                    *[a for v in (args.variant or ["vicreg:"]) for a in ("--variant", v)],
                    *(["--steps", str(args.steps)] if args.steps else [])]
-            done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-            if done.returncode != 0:
-                raise SystemExit(f"error: {env_id} ({variant}) failed with exit status {done.returncode}")
-            row = json.loads(done.stdout.strip().splitlines()[-1])
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            cached.write_text(json.dumps(row, indent=1))
-            rows.append(row)
+            done = subprocess.run(cmd)
+            if done.returncode != 0 or not cached.exists():
+                raise SystemExit(f"error: {env_id} ({variant}) failed with exit status {done.returncode}; rerun to "
+                                 "resume it (its training continues from the last checkpoint)")
+            rows.append(json.loads(cached.read_text()))
 
     header = (f"{platform.machine()}, {os.cpu_count()} CPUs, {date.today()}; preset `{args.preset}`, "
               f"{rows[0]['episodes'] if rows else args.episodes} episodes per domain from seed {args.seed} "
