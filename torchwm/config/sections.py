@@ -17,8 +17,8 @@ class EnvConfig:
     id: str = "dmc:reacher-easy"
     """environment id, ``dmc:<domain>-<task>`` (see ``torchwm.envs.registry.env_ids()``)"""
     action_repeat: int = opt(0, min=0)
-    """times each action is repeated by the environment; 0 = the domain's default (point_mass and reacher 4,
-    others 1; see torchwm.envs.domains) (>= 0)"""
+    """times each action is repeated by the environment; 0 = the domain's default (4 for the domains with
+    goals: point_mass, reacher, cartpole, pendulum, acrobot, ball_in_cup; others 1; see torchwm.envs.domains) (>= 0)"""
     camera: int = opt(-1, min=-1)
     """camera index to render; -1 = the domain's default camera (otherwise >= 0)"""
     goal_steps: int = opt(25, min=1)
