@@ -59,8 +59,6 @@ def env_id_of(domain: str) -> str:
 def run_one(preset: str, env_id: str, variant: str, sets: list[str], steps: int | None, episodes: int, seed: int,
             root: Path) -> dict:
     """Collect, train and evaluate one domain in this process; the row of the table as a dict."""
-    import torch
-
     from torchwm import JEPAAgent
     from torchwm.config import load_config
     from torchwm.envs.ids import parse_env_id
@@ -69,7 +67,6 @@ def run_one(preset: str, env_id: str, variant: str, sets: list[str], steps: int 
     overrides = [f"env.id={env_id}", f"logging.run_dir={root / f'{variant}-{domain}'}", "logging.progress=false",
                  *sets, *([f"train.steps={steps}"] if steps else [])]
     agent = JEPAAgent(load_config(preset, overrides))
-    torch.set_num_threads(os.cpu_count() or 1)
     start = time.perf_counter()
     agent.collect()
     collect_s = time.perf_counter() - start
