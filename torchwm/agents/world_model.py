@@ -158,10 +158,9 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
 
     def episode_steps(self) -> int:
         """The step budget of a goal-reaching episode: ``planning.episode_steps``, or for 0 the domain's."""
-        from torchwm.envs.domains import domain_spec
-        from torchwm.envs.ids import parse_env_id
+        from torchwm.envs.registry import env_domain
 
-        return self.cfg.planning.episode_steps or domain_spec(parse_env_id(self.cfg.env.id)[0]).episode_steps
+        return self.cfg.planning.episode_steps or env_domain(self.cfg.env.id).episode_steps
 
     def controller(self):
         """A warm-started MPC controller (:class:`~torchwm.planning.MPCController`) for E episodes at once."""
