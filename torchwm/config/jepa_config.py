@@ -104,9 +104,10 @@ class JEPAConfig:
         """``embed_dim``, or for 0 the env domain's degrees of freedom (:attr:`DomainSpec.latent_dim`)."""
         if self.embed_dim:
             return self.embed_dim
-        from torchwm.envs.registry import env_domain
+        from torchwm.envs.domains import domain_spec  # not envs.registry: it imports the config
+        from torchwm.envs.ids import parse_env_id
 
-        return env_domain(self.env.id).latent_dim
+        return domain_spec(parse_env_id(self.env.id)[0]).latent_dim
 
     @property
     def job(self) -> str:
