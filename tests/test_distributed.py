@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from torch import nn
 from torch.utils.data import TensorDataset
 
 from torchwm import distributed
-from torchwm.losses import LossOutput, covariance_loss, sigreg, variance_loss
+from torchwm.losses import covariance_loss, sigreg, variance_loss
 from torchwm.training import Trainer, TrainSettings
+
+from trainer_doubles import LinearFit, regression_data, tiny_settings
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -37,30 +38,18 @@ def _env(rank: int, world: int, port: int) -> None:
     torch.set_num_threads(1)
 
 
-class Regression(nn.Module):
-    """A linear map fitted to targets; with ``vicreg``, VICReg terms on its outputs (batch statistics)."""
-
-    def __init__(self, vicreg: bool) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.linear, self.vicreg = nn.Linear(6, 4), vicreg
-
-    def loss(self, x, y):
-        z = self.linear(x)
-        total = ((z - y) ** 2).mean()
-        if self.vicreg:
-            total = total + 0.5 * variance_loss(z) + 0.1 * covariance_loss(z)
-        return LossOutput(total, {"total": total.detach()}, z.detach(), len(x))
+def Regression(vicreg: bool) -> LinearFit:
+    """A linear fit 6 -> 4; with ``vicreg``, VICReg terms on its outputs (batch statistics)."""
+    return LinearFit(6, 4, vicreg=vicreg)
 
 
 def data() -> TensorDataset:
-    g = torch.Generator().manual_seed(1)
-    return TensorDataset(torch.randn(64, 6, generator=g), torch.randn(64, 4, generator=g))
+    return regression_data(samples=64, in_dim=6, out_dim=4, seed=1)
 
 
 def settings() -> TrainSettings:
-    return TrainSettings(total_steps=10, batch_size=16, learning_rate=5e-2, warmup_steps=2, log_every=5,
-                         metrics_every=5, checkpoint_every=5, tensorboard=False, progress=False)
+    return tiny_settings(dict(total_steps=10, batch_size=16, learning_rate=5e-2, warmup_steps=2, log_every=5,
+                              metrics_every=5, checkpoint_every=5))
 
 
 def _train(rank: int, world: int, port: int, run_dir: str, vicreg: bool) -> None:

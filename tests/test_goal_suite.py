@@ -76,6 +76,12 @@ def test_success_is_true_at_the_goal_and_false_at_a_far_state(domain):
         near[i] += 0.04  # inside 0.05 (point_mass: inside the 0.015 m target only below it)
         env.set_state(near)
         assert env.is_success() is (domain != "point_mass"), coordinate.joint
+        np.testing.assert_allclose(spec.goal.differences(env.physics, goal), np.eye(len(spec.coordinates))[i] * 0.04,
+                                   atol=1e-9)
+    where, success = spec.goal.describe(env)
+    assert (where, success) == (("at rest, uniform in the arena", "inside the target sphere (0.015 m)")
+                                if domain == "point_mass" else
+                                ("25 steps ahead on a random trajectory", "every coordinate within 0.05"))
 
 
 def test_joint_goal_wraps_hinges_and_not_slides():
@@ -146,7 +152,8 @@ def test_cli_env_uses_the_recipe_in_a_run_directory_of_its_own(tmp_path):
     cfg = _config(Args())
     assert (cfg.env.id, cfg.logging.run_dir, cfg.train.steps, cfg.embed_dim) == (
         "dmc:pendulum-swingup", "runs/goal-pendulum-swingup", 3, 0)
-    assert _env_overrides("dmc:acrobot-swingup", "runs/x", ["logging.run_dir=mine"]) == ["env.id=dmc:acrobot-swingup"]
+    sets = _env_overrides("dmc:acrobot-swingup", "acrobot", "swingup", "runs/x", ["logging.run_dir=mine"])
+    assert sets == ["env.id=dmc:acrobot-swingup"]
     done = subprocess.run([sys.executable, "-m", "torchwm", "train", "--env", "dmc:nope-x"], capture_output=True,
                           text=True, cwd=tmp_path)
     assert done.returncode == 1 and done.stderr.strip().splitlines()[-1].startswith(

@@ -14,14 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
-from torch.utils.data import TensorDataset
 
 from torchwm.data import CollectSpec, StoreError, StoreMeta, TrajectoryStore, ensure_collected
 from torchwm.locks import LOCK_FILE, RunLockedError, hold, is_held_here
-from torchwm.losses import LossOutput
 from torchwm.training import Trainer, TrainSettings
+
+from trainer_doubles import Killed, LinearFit, locked_elsewhere, regression_data, tiny_settings
 
 collect_module = importlib.import_module("torchwm.data.collect")
 store_module = importlib.import_module("torchwm.data.store")
@@ -50,22 +48,6 @@ with hold(path):
                             np.zeros((6, m.state_dim)), np.zeros(5))
 """
 
-# Exit status 0 if the lock of argv[1] is free, 1 if another process holds it.
-PROBE = """
-import fcntl, os, sys
-fd = os.open(os.path.join(sys.argv[1], ".lock"), os.O_RDWR | os.O_CREAT)
-try:
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-except BlockingIOError:
-    sys.exit(1)
-"""
-
-
-def locked_elsewhere(path: Path) -> bool:
-    """Whether a process other than a fresh one can see the lock of ``path`` taken."""
-    return subprocess.run([sys.executable, "-c", PROBE, str(path)]).returncode == 1
-
-
 @contextlib.contextmanager
 def held_by_another_process(path: Path, seconds: float = 120, meta: Path | None = None):
     """A child process holding the lock of ``path`` while the block runs; yields the ``Popen``."""
@@ -84,30 +66,9 @@ def held_by_another_process(path: Path, seconds: float = 120, meta: Path | None 
         proc.wait()
 
 
-class Regressor(nn.Module):
-    """The smallest trainable model: a linear map fitted to targets; ``loss(x, y)`` as the trainer wants it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.linear = nn.Linear(4, 2)
-
-    def loss(self, x, y):
-        z = self.linear(x)
-        total = ((z - y) ** 2).mean()
-        return LossOutput(total, {"total": total.detach()}, z.detach(), len(x))
-
-
-def regression_data() -> TensorDataset:
-    g = torch.Generator().manual_seed(0)
-    return TensorDataset(torch.randn(32, 4, generator=g), torch.randn(32, 2, generator=g))
-
-
 def settings(**overrides) -> TrainSettings:
-    fields = dict(total_steps=6, batch_size=8, learning_rate=1e-2, warmup_steps=1, log_every=1, metrics_every=3,
-                  checkpoint_every=3, tensorboard=False, progress=False)
-    fields.update(overrides)
-    return TrainSettings(**fields)
+    return tiny_settings(dict(total_steps=6, batch_size=8, learning_rate=1e-2, warmup_steps=1, log_every=1,
+                              metrics_every=3, checkpoint_every=3), **overrides)
 
 
 # ---------------------------------------------------------------------------------------- run lock
@@ -126,7 +87,7 @@ def test_lock_is_reentrant_here_and_exclusive_between_processes(tmp_path):
 def test_a_second_trainer_stops_at_once_naming_the_holder(tmp_path):
     run = tmp_path / "run"
     with held_by_another_process(run) as other:
-        trainer = Trainer(Regressor(), regression_data(), settings(), run)
+        trainer = Trainer(LinearFit(), regression_data(), settings(), run)
         start = time.monotonic()
         with pytest.raises(RunLockedError) as info:
             trainer.fit()
@@ -136,11 +97,7 @@ def test_a_second_trainer_stops_at_once_naming_the_holder(tmp_path):
     assert isinstance(info.value, RuntimeError)
     assert not (run / "metrics.jsonl").exists() and not (run / "checkpoints").exists()
     # the holder is gone (killed): the kernel dropped its lock, and training goes ahead
-    assert [r["step"] for r in Trainer(Regressor(), regression_data(), settings(), run).fit()] == list(range(1, 7))
-
-
-class Killed(Exception):
-    """Stands in for a failure in the middle of training."""
+    assert [r["step"] for r in Trainer(LinearFit(), regression_data(), settings(), run).fit()] == list(range(1, 7))
 
 
 def test_the_lock_is_held_while_training_and_released_when_it_raises(tmp_path):
@@ -153,7 +110,7 @@ def test_the_lock_is_held_while_training_and_released_when_it_raises(tmp_path):
         return batch
 
     with pytest.raises(Killed):
-        Trainer(Regressor(), regression_data(), settings(), run, batch_fn=dies_at_step_4).fit()
+        Trainer(LinearFit(), regression_data(), settings(), run, batch_fn=dies_at_step_4).fit()
     assert seen == [True] * 4
     assert not locked_elsewhere(run) and not is_held_here(run)
 
@@ -285,6 +242,7 @@ def test_two_processes_collecting_one_store_both_succeed(tmp_path, pm_meta):
     script = f"""
 import importlib, time
 from torchwm.data import CollectSpec, ensure_collected
+
 collect = importlib.import_module("torchwm.data.collect")
 real = collect._collect_indices
 def slow(*args, **kwargs):  # hold the lock a moment so that the other process surely comes meanwhile

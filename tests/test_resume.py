@@ -12,45 +12,30 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 from torch.utils.data import TensorDataset
 
 from torchwm.io import atomic_write, remove_stale_temp, temp_writer
-from torchwm.losses import LossOutput
 from torchwm.runs import RunDir, TornMetricsWarning
 from torchwm.training import Trainer, TrainSettings
+
+from trainer_doubles import Killed, LinearFit, locked_elsewhere, regression_data, tiny_settings
+
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-class Noisy(nn.Module):
-    """A linear map fitted to targets, with noise from torch's global RNG in its loss (so a resume must restore it)."""
-
-    def __init__(self, seed: int = 0) -> None:
-        super().__init__()
-        torch.manual_seed(seed)
-        self.linear = nn.Linear(4, 2)
-
-    def loss(self, x, y):
-        z = self.linear(x + 0.1 * torch.randn_like(x))
-        total = ((z - y) ** 2).mean()
-        return LossOutput(total, {"total": total.detach()}, z.detach(), len(x))
+def Noisy(seed: int = 0) -> LinearFit:
+    """A linear fit whose loss draws noise from torch's global RNG (so a resume must restore it)."""
+    return LinearFit(noise=0.1, seed=seed)
 
 
 def data() -> TensorDataset:
-    g = torch.Generator().manual_seed(0)
-    return TensorDataset(torch.randn(40, 4, generator=g), torch.randn(40, 2, generator=g))
+    return regression_data(samples=40)
 
 
 def settings(**overrides) -> TrainSettings:
-    fields = dict(total_steps=12, batch_size=8, learning_rate=1e-2, warmup_steps=2, log_every=1, metrics_every=4,
-                  checkpoint_every=6, tensorboard=False, progress=False)
-    fields.update(overrides)
-    return TrainSettings(**fields)
-
-
-class Killed(Exception):
-    """Stands in for the process being killed."""
+    return tiny_settings(dict(total_steps=12, batch_size=8, learning_rate=1e-2, warmup_steps=2, log_every=1,
+                              metrics_every=4, checkpoint_every=6), **overrides)
 
 
 def killed_at(call: int, on_kill=None):
@@ -236,20 +221,6 @@ def _config(tmp_path, **overrides):
     }
     items.update(overrides)
     return JEPAConfig().override([f"{k}={v}" for k, v in items.items()]).validate()
-
-
-PROBE = """
-import fcntl, os, sys
-fd = os.open(os.path.join(sys.argv[1], ".lock"), os.O_RDWR | os.O_CREAT)
-try:
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-except BlockingIOError:
-    sys.exit(1)
-"""
-
-
-def locked_elsewhere(path: Path) -> bool:
-    return subprocess.run([sys.executable, "-c", PROBE, str(path)]).returncode == 1
 
 
 def test_resume_refuses_a_training_change_naming_each_field(tmp_path):

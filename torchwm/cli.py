@@ -38,7 +38,7 @@ def _config(args: argparse.Namespace):
         from torchwm.envs.ids import parse_env_id
 
         try:
-            parse_env_id(env)
+            domain, task = parse_env_id(env)
         except ValueError as err:
             raise SystemExit(_error_line(f"--env: {err}")) from None
     if args.config is None:  # train/collect: the library's defaults are a 224 px ViT-Base, not a CPU job
@@ -49,19 +49,18 @@ def _config(args: argparse.Namespace):
     try:
         cfg = load_config(args.config, args.overrides)
         if env:
-            return cfg.override(_env_overrides(env, cfg.logging.run_dir, args.overrides)).validate(check_paths=False)
+            sets = _env_overrides(env, domain, task, cfg.logging.run_dir, args.overrides)
+            return cfg.override(sets).validate(check_paths=False)
         return cfg
     except (OSError, ValueError) as err:
         text = str(err)
         raise SystemExit(_error_line(text if str(args.config) in text else f"{args.config}: {text}")) from None
 
 
-def _env_overrides(env_id: str, run_dir: str, overrides: list[str]) -> list[str]:
-    """``--env``: the env id, and (unless ``--set logging.run_dir=...`` names one) a run directory of its own,
-    ``<run_dir>-<domain>-<task>``, so one config trains several domains side by side."""
-    from torchwm.envs.ids import parse_env_id
-
-    domain, task = parse_env_id(env_id)
+def _env_overrides(env_id: str, domain: str, task: str, run_dir: str, overrides: list[str]) -> list[str]:
+    """``--env`` (its ``domain`` and ``task`` parsed): the env id, and (unless ``--set logging.run_dir=...`` names
+    one) a run directory of its own, ``<run_dir>-<domain>-<task>``, so one config trains several domains side by
+    side."""
     sets = [f"env.id={env_id}"]
     if not any(o.split("=", 1)[0].strip() == "logging.run_dir" for o in overrides):
         sets.append(f"logging.run_dir={run_dir.rstrip('/')}-{domain}-{task}")

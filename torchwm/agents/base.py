@@ -201,6 +201,18 @@ class JEPAAgent:
                        evaluate=evaluate, visualize=visualize,
                        extra_state=checkpoint_extras(c.to_dict(), model, model.backbone))
 
+    def _fit(self, model: nn.Module, trainer: Any, after_fit: Callable[[Any], None] | None = None) -> dict[str, Any]:
+        """Run ``trainer`` to its end (closed however it ends; ``after_fit(trainer)`` before that), keep ``model``
+        as the agent's and finish the run (:meth:`_finish`); returns the final metrics."""
+        try:
+            trainer.fit()
+            if after_fit is not None:
+                after_fit(trainer)
+        finally:
+            trainer.close()
+        self.model = model
+        return self._finish(trainer)
+
     def _finish(self, trainer: Any) -> dict[str, Any]:
         """After training: ``metrics.json``, the TensorBoard run summary, and the saved model."""
         with distributed.main_first():  # rank 0 writes; the other ranks then read what it wrote

@@ -124,12 +124,7 @@ class ImagePretrainingAgent(TrajectoryData, JEPAAgent, job="image_pretraining"):
         model = self.build_model()
         trainer = self._trainer(model, data, self._total_steps(len(data)), batch_fn=batch_fn, evaluate=self.probe(),
                                 weight_decay_end=p.weight_decay_end, seeded_samples=True)
-        try:
-            trainer.fit()
-        finally:
-            trainer.close()
-        self.model = model
-        metrics = self._finish(trainer)
+        metrics = self._fit(model, trainer)
         if distributed.is_main():
             self.visualize()
         return metrics

@@ -89,12 +89,7 @@ class VideoPretrainingAgent(TrajectoryData, JEPAAgent, job="video_pretraining"):
         trainer = self._trainer(model, clips, self._total_steps(len(clips)), evaluate=self.probe(),
                                 batch_fn=lambda batch: (batch, {k: s(len(batch)) for k, s in samplers.items()}),
                                 weight_decay_end=p.weight_decay_end)
-        try:
-            trainer.fit()
-        finally:
-            trainer.close()
-        self.model = model
-        metrics = self._finish(trainer)
+        metrics = self._fit(model, trainer)
         if distributed.is_main():
             self.visualize()
         return metrics

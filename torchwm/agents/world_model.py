@@ -104,14 +104,12 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
         trainer = self._trainer(model, train_set, self._total_steps(len(train_set)),
                                 batch_fn=lambda w: (w.frames, w.actions), evaluate=evaluator,
                                 visualize=evaluator.figures)
-        try:
-            trainer.fit()
+
+        def projector(trainer) -> None:
             if trainer.writer is not None:
                 evaluator.projector(model, trainer.step, trainer.writer)
-        finally:
-            trainer.close()
-        self.model = model
-        return self._finish(trainer)
+
+        return self._fit(model, trainer, after_fit=projector)
 
     def _held_out_evaluator(self, store, train_set, heldout):
         from torchwm.eval.heldout import HeldOutEvaluator

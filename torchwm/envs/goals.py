@@ -35,6 +35,12 @@ class GoalSpec(Protocol):
     def threshold(self, physics) -> float:
         """A state whose distance is strictly below this counts as a success."""
 
+    def differences(self, physics, goal_state: np.ndarray) -> np.ndarray:
+        """Per coordinate the goal is judged on: current minus goal position."""
+
+    def describe(self, env: DMCEnv) -> tuple[str, str]:
+        """In words, for tables: where goals are placed, and what success is."""
+
 
 @dataclass(frozen=True)
 class PositionGoal:
@@ -56,14 +62,21 @@ class PositionGoal:
         goal[physics.model.nq:] = 0.0  # zero velocity (and actuator state)
         return goal
 
-    def distance(self, physics, goal_state: np.ndarray) -> float:
+    def differences(self, physics, goal_state: np.ndarray) -> np.ndarray:
+        """Per joint: current minus goal position ``(len(joints),)`` in metres."""
         idx = [physics.model.name2id(j, "joint") for j in self.joints]
         qpos_adr = physics.model.jnt_qposadr[idx]
-        diff = physics.data.qpos[qpos_adr] - goal_state[qpos_adr]
-        return float(np.linalg.norm(diff))
+        return physics.data.qpos[qpos_adr] - goal_state[qpos_adr]
+
+    def distance(self, physics, goal_state: np.ndarray) -> float:
+        return float(np.linalg.norm(self.differences(physics, goal_state)))
 
     def threshold(self, physics) -> float:
         return float(physics.named.model.geom_size[self.radius_geom, 0])
+
+    def describe(self, env: DMCEnv) -> tuple[str, str]:
+        return ("at rest, uniform in the arena",
+                f"inside the {self.radius_geom} sphere ({self.threshold(env.physics):g} m)")
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,9 @@ class JointGoal:
 
     def threshold(self, physics) -> float:
         return self.tolerance
+
+    def describe(self, env: DMCEnv) -> tuple[str, str]:
+        return f"{env.goal_steps} steps ahead on a random trajectory", f"every coordinate within {self.tolerance}"
 
 
 JointAngleGoal = JointGoal
