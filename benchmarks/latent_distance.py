@@ -1,13 +1,13 @@
-"""Does distance in the embedding follow distance in the world? (point_mass, reacher)
+"""Does distance in the embedding follow distance in the world? (any domain with two position coordinates)
 
 Usage::
 
     python benchmarks/latent_distance.py --run runs/point_mass [--run runs/other ...]
 
-Renders the body at rest on a ``--grid`` x ``--grid`` lattice over its two degrees of freedom
-(point_mass: the mass's x and y over the arena; reacher: the shoulder and wrist angles), embeds every
-frame with each run's encoder and treats the latent L2 distance to one grid point's embedding as a
-cost landscape (what a planner's L2 cost sees). Prints, per run:
+Renders the body at rest on a ``--grid`` x ``--grid`` lattice over its first two position coordinates
+(point_mass: the mass's x and y over the arena; reacher: the shoulder and wrist angles; cartpole: the cart's
+position and the pole's angle), embeds every frame with each run's encoder and treats the latent L2 distance to
+one grid point's embedding as a cost landscape (what a planner's L2 cost sees). Prints, per run:
 
 * Spearman rank correlation between latent and physical distance over random pairs of positions;
 * spurious minima: grid points, other than the goal, whose cost is lower than all 8 neighbours',
@@ -112,7 +112,7 @@ def main() -> None:
     from torchwm import JEPAAgent
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", action="append", help="a point_mass or reacher run directory (repeat to compare)")
+    parser.add_argument("--run", action="append", help="a world-model run directory (repeat to compare)")
     parser.add_argument("--grid", type=int, default=25,
                         help="lattice points per side (default 25: 2.4 cm apart on point_mass, 0.26 rad on reacher)")
     parser.add_argument("--pairs", type=int, default=400, help="(start, goal) pairs for the descent")

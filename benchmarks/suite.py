@@ -17,7 +17,8 @@ resident memory is its own. Finished rows are kept in ``runs/suite/<variant>-<do
 (``--fresh`` reruns them); an interrupted training resumes.
 
 Prints a Markdown table (success with its 95% Wilson interval, random policy, mean final distance, collection
-and training time, planning milliseconds per episode-step, peak RSS) and draws a bar figure (``--figure``).
+and training time, planning milliseconds per episode-step, peak RSS, the state probe's R² on held-out frames) and
+draws a bar figure (``--figure``).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def run_one(preset: str, env_id: str, variant: str, sets: list[str], steps: int 
     train_s = time.perf_counter() - start
     result = agent.evaluate(episodes=episodes, seed=seed, baseline=True)
     summary = result.summary()
-    kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    kib = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     return {"domain": domain, "task": task, "variant": variant, "overrides": sets, "steps": metrics.get("steps"),
             "embed_dim": agent.cfg.frame_embed_dim, "episode_steps": result.episode_steps,
             "episodes": episodes, "seed": seed, "planner": summary["planner"], "random": summary["random"],
@@ -98,15 +99,16 @@ def _minutes(seconds: float) -> str:
 
 def table(rows: list[dict]) -> str:
     lines = ["| domain | variant | embed dim | success | 95% CI | random | final distance (planner / random) "
-             "| collection | training | planning ms / episode-step | peak RSS |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| collection | training | planning ms / episode-step | peak RSS | probe R² |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         p, q = r["planner"], r["random"]
         train = _minutes(r["train_s"]) + (" (resumed)" if r["resumed"] else "")
         lines.append(f"| {r['domain']}-{r['task']} | {r['variant']} | {r['embed_dim']} | **{p['success_rate']:.0%}** "
                      f"| {p['success_ci95_low']:.0%}-{p['success_ci95_high']:.0%} | {q['success_rate']:.0%} "
                      f"| {p['final_distance_mean']:.3f} / {q['final_distance_mean']:.3f} | {_minutes(r['collect_s'])} "
-                     f"| {train} | {p['ms_per_episode_step']:.1f} | {r['peak_rss_gib']:.2f} GiB |")
+                     f"| {train} | {p['ms_per_episode_step']:.1f} | {r['peak_rss_gib']:.2f} GiB "
+                     f"| {'-' if r.get('probe_r2') is None else format(r['probe_r2'], '.2f')} |")
     return "\n".join(lines)
 
 

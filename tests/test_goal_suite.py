@@ -171,9 +171,10 @@ def test_suite_benchmark_table_and_markdown_section(tmp_path):
     row = {"domain": "cartpole", "task": "swingup", "variant": "vicreg", "embed_dim": 3, "planner": stats,
            "random": {**stats, "success_rate": 0.06, "final_distance_mean": 0.5}, "collect_s": 125, "train_s": 1234,
            "resumed": False, "peak_rss_gib": 1.5}
-    text = suite.table([row])
-    assert "| cartpole-swingup | vicreg | 3 | **90%** | 82%-95% | 6% | 0.040 / 0.500 | 2:05 | 20:34 | 12.0 | 1.50 GiB |" \
-        in text
+    text = suite.table([row, {**row, "variant": "sigreg", "probe_r2": 0.4567}])
+    assert ("| cartpole-swingup | vicreg | 3 | **90%** | 82%-95% | 6% | 0.040 / 0.500 | 2:05 | 20:34 | 12.0 "
+            "| 1.50 GiB | - |") in text
+    assert "| cartpole-swingup | sigreg | 3 | **90%** |" in text and text.endswith("| 1.50 GiB | 0.46 |")
     doc = tmp_path / "B.md"
     doc.write_text("# Benchmarks\n\nbefore\n")
     suite.write_section(doc, "first")
