@@ -42,6 +42,13 @@ class GoalSpec(Protocol):
         """In words, for tables: where goals are placed, and what success is."""
 
 
+def _joint_differences(physics, joints: tuple[str, ...], goal_state: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Current minus goal position of each of ``joints`` ``(len(joints),)``, unwrapped, and the joints' ids."""
+    idx = [physics.model.name2id(j, "joint") for j in joints]
+    qpos_adr = physics.model.jnt_qposadr[idx]
+    return physics.data.qpos[qpos_adr] - goal_state[qpos_adr], idx
+
+
 @dataclass(frozen=True)
 class PositionGoal:
     """Euclidean distance between slide-joint positions; success inside a geom's radius.
@@ -64,9 +71,7 @@ class PositionGoal:
 
     def differences(self, physics, goal_state: np.ndarray) -> np.ndarray:
         """Per joint: current minus goal position ``(len(joints),)`` in metres."""
-        idx = [physics.model.name2id(j, "joint") for j in self.joints]
-        qpos_adr = physics.model.jnt_qposadr[idx]
-        return physics.data.qpos[qpos_adr] - goal_state[qpos_adr]
+        return _joint_differences(physics, self.joints, goal_state)[0]
 
     def distance(self, physics, goal_state: np.ndarray) -> float:
         return float(np.linalg.norm(self.differences(physics, goal_state)))
@@ -96,9 +101,7 @@ class JointGoal:
 
     def differences(self, physics, goal_state: np.ndarray) -> np.ndarray:
         """Per joint: current minus goal position ``(len(joints),)``, hinge angles wrapped to [-pi, pi)."""
-        idx = [physics.model.name2id(j, "joint") for j in self.joints]
-        qpos_adr = physics.model.jnt_qposadr[idx]
-        diff = physics.data.qpos[qpos_adr] - goal_state[qpos_adr]
+        diff, idx = _joint_differences(physics, self.joints, goal_state)
         hinge = physics.model.jnt_type[idx] == HINGE
         return np.where(hinge, (diff + np.pi) % (2 * np.pi) - np.pi, diff)
 
