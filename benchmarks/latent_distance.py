@@ -39,10 +39,7 @@ def lattice(spec, grid: int) -> tuple[np.ndarray, np.ndarray]:
 def grid_embeddings(agent, spec, grid: int) -> np.ndarray:
     """The run's frame embeddings of the body at rest on a ``grid`` x ``grid`` lattice: ``(grid, grid, D)``
     indexed ``[iy, ix]``."""
-    from torchwm import make_env
-
-    cfg = agent.cfg
-    env = make_env(cfg.env.id, image_size=cfg.image_size, action_repeat=cfg.env.action_repeat)
+    env = agent.make_env()  # the run's env: its task, image size, camera and action repeat
     env.reset(seed=0)
     base = np.zeros(env.unwrapped.state_dim)
     xs, ys = lattice(spec, grid)

@@ -35,6 +35,8 @@ from datetime import date
 from pathlib import Path
 
 BEGIN, END = "<!-- suite:begin -->", "<!-- suite:end -->"
+EVAL_SEED = 1000
+"""the seed of the suite's evaluation episodes: no setting was chosen on it (screen settings on other seeds)"""
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
@@ -95,6 +97,16 @@ def row_file(root: Path, variant: str, env_id: str) -> Path:
 
 def _minutes(seconds: float) -> str:
     return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
+def header(rows: list[dict], preset: str, episodes: int, seed: int) -> str:
+    """The line above the table: machine, date, preset, episodes and the seeds the rows were evaluated on (fresh
+    only when every row used :data:`EVAL_SEED`)."""
+    seeds = sorted({r["seed"] for r in rows} or {seed})
+    fresh = " (the suite's evaluation seed, never used to choose settings)" if seeds == [EVAL_SEED] else ""
+    return (f"{platform.machine()}, {os.cpu_count()} CPUs, {date.today()}; preset `{preset}`, "
+            f"{rows[0]['episodes'] if rows else episodes} episodes per domain from seed "
+            f"{', '.join(map(str, seeds))}{fresh}, the random policy on the same starts and goals")
 
 
 def table(rows: list[dict]) -> str:
@@ -166,7 +178,8 @@ def main() -> None:
                         help="a variant of the preset, the same overrides on every domain; repeatable "
                              "(default: 'vicreg:', the preset as it is)")
     parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=1000, help="seed of the evaluation episodes (default 1000: fresh)")
+    parser.add_argument("--seed", type=int, default=EVAL_SEED,
+                        help=f"seed of the evaluation episodes (default {EVAL_SEED}: fresh; screen settings on others)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
     parser.add_argument("--quick", action="store_true", help="1500 training steps and 20 episodes per domain")
     parser.add_argument("--root", default="runs/suite", help="run directories and cached rows")
@@ -206,10 +219,7 @@ def main() -> None:
                                  "resume it (its training continues from the last checkpoint)")
             rows.append(json.loads(cached.read_text()))
 
-    header = (f"{platform.machine()}, {os.cpu_count()} CPUs, {date.today()}; preset `{args.preset}`, "
-              f"{rows[0]['episodes'] if rows else args.episodes} episodes per domain from seed {args.seed} "
-              "(never used to choose settings), the random policy on the same starts and goals")
-    text = f"{header}\n\n{table(rows)}"
+    text = f"{header(rows, args.preset, args.episodes, args.seed)}\n\n{table(rows)}"
     print(text)
     if args.figure and rows:
         figure(rows, Path(args.figure))

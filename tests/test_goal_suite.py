@@ -175,6 +175,10 @@ def test_suite_benchmark_table_and_markdown_section(tmp_path):
     assert ("| cartpole-swingup | vicreg | 3 | **90%** | 82%-95% | 6% | 0.040 / 0.500 | 2:05 | 20:34 | 12.0 "
             "| 1.50 GiB | - |") in text
     assert "| cartpole-swingup | sigreg | 3 | **90%** |" in text and text.endswith("| 1.50 GiB | 0.46 |")
+    fresh = suite.header([{**row, "seed": suite.EVAL_SEED, "episodes": 100}], "dmc_goal", 20, 0)
+    assert "100 episodes per domain from seed 1000 (the suite's evaluation seed, never used" in fresh
+    screening = suite.header([{**row, "seed": 2000, "episodes": 20}], "dmc_goal", 20, 2000)
+    assert "from seed 2000, the random policy" in screening and "never used" not in screening
     doc = tmp_path / "B.md"
     doc.write_text("# Benchmarks\n\nbefore\n")
     suite.write_section(doc, "first")
