@@ -154,11 +154,14 @@ def test_cli_train_and_plan(tmp_path, capsys):
     main(["plan", "--run", str(tmp_path / "run"), "--episodes", "2", "--set", "planning.videos=0"])
     out = capsys.readouterr().out
     assert "| planner |" in out and "goal_reaching.json" in out
-    saved = lambda: json.loads((tmp_path / "run" / "eval" / "goal_reaching.json").read_text())  # noqa: E731
-    assert saved()["seeds"] == episode_seeds(cfg.seed, 2)
+    saved = lambda path: json.loads((tmp_path / "run" / path / "goal_reaching.json").read_text())  # noqa: E731
+    assert saved("eval")["seeds"] == episode_seeds(cfg.seed, 2)
     main(["plan", "--run", str(tmp_path / "run"), "--episodes", "2", "--seed", str(cfg.seed + 1),
           "--set", "planning.videos=0"])
-    assert saved()["seeds"] == episode_seeds(cfg.seed + 1, 2) != episode_seeds(cfg.seed, 2)  # fresh episodes
+    fresh = f"eval/seed-{cfg.seed + 1}"
+    assert f"{fresh}/goal_reaching.json" in capsys.readouterr().out
+    assert saved(fresh)["seeds"] == episode_seeds(cfg.seed + 1, 2) != episode_seeds(cfg.seed, 2)  # fresh episodes
+    assert saved("eval")["seeds"] == episode_seeds(cfg.seed, 2), "the run's own evaluation was replaced"
     with pytest.raises(SystemExit, match="not a run directory"):
         main(["plan", "--run", str(tmp_path / "missing")])
     with pytest.raises(SystemExit, match="planning.samples"):

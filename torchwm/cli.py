@@ -133,7 +133,8 @@ def cmd_plan(args: argparse.Namespace) -> None:
     _positive("--episodes", args.episodes)
     result = agent.evaluate(episodes=args.episodes, seed=args.seed)
     print(result.table())
-    print(f"results: {run / 'eval' / 'goal_reaching.json'}; videos: {run / 'eval' / 'videos'}")
+    out = agent.evaluation_dir
+    print(f"results: {out / 'goal_reaching.json'}; videos: {out / 'videos'}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

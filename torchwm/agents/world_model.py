@@ -192,7 +192,9 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
         """Goal-reaching episodes with the planner (and a random-policy baseline on the same starts and goals).
 
         Writes ``run_dir/eval/goal_reaching.json`` and GIFs ``run_dir/eval/videos/*.gif`` (observation
-        beside the goal), logs success rates, planning time and the episodes (as animated GIFs) to TensorBoard,
+        beside the goal); episodes from another ``seed`` than the config's go to ``run_dir/eval/seed-<seed>/``
+        instead, so a check on fresh episodes never replaces the run's own evaluation (``evaluation_dir`` says
+        where they went). Logs success rates, planning time and the episodes (as animated GIFs) to TensorBoard,
         and returns the :class:`~torchwm.eval.goal_reaching.GoalReaching` results (``print(result)`` shows a
         table).
         """
@@ -223,11 +225,11 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
             result.results["random"], _ = run_episodes(
                 self.make_env, RandomPolicy(low, high, seed), seeds, steps, parallel=parallel,
                 progress=c.logging.progress, desc="random")
-        out = self.run.eval_dir
+        out = self.run.eval_dir if seed == c.seed else self.run.eval_dir / f"seed-{seed}"
         write_json(out / "goal_reaching.json", {**result.to_dict(), "planning": c.to_dict()["planning"]})
         paths = [save_gif(v, out / "videos" / f"episode_{i:02d}.gif") for i, v in enumerate(clips)]
         self._log_evaluation(result, clips, traces)
-        self.evaluation, self.videos = result, paths
+        self.evaluation, self.videos, self.evaluation_dir = result, paths, out
         return result
 
     def _log_evaluation(self, result, clips: list[np.ndarray], traces: list[dict[str, np.ndarray]]) -> None:
