@@ -103,6 +103,11 @@ class DMCEnv(gym.Env):
         return self._dmc.physics
 
     @property
+    def physics_steps_per_step(self) -> int:
+        """MuJoCo steps one :meth:`step` takes: ``action_repeat`` x the task's physics steps per control step."""
+        return self.action_repeat * self._n_sub_steps
+
+    @property
     def has_goals(self) -> bool:
         """Whether this domain implements the goal-conditioned protocol."""
         return self._goal_spec is not None
