@@ -53,3 +53,30 @@ def test_planning_with_the_simulator_reaches_point_mass_goals_random_actions_do_
     randomly, _ = run_episodes(make_env, RandomPolicy(low, high, 0), seeds, steps, parallel=2, progress=False)
     assert planned.success.all(), planned.min_distance
     assert not randomly.success.any() and (planned.min_distance < randomly.min_distance).all()
+
+
+def test_ceiling_table_pairs_the_learned_runs_successes_on_the_same_episodes(tmp_path):
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import planner_ceiling
+    finally:
+        sys.path.pop(0)
+    seeds = episode_seeds(1000, 4)
+    stats = {"success_rate": 0.75, "success_ci95_low": 0.3, "success_ci95_high": 0.95, "final_distance_mean": 0.1,
+             "ms_per_episode_step": 50.0}
+    row = {"domain": "cartpole", "seeds": seeds[:3], "simulator": stats, "random": {**stats, "success_rate": 0.0},
+           "seconds": 90}
+    (tmp_path / "vicreg-cartpole.json").write_text(json.dumps({"planner": stats, "episodes": 4, "seed": 1000}))
+    saved = tmp_path / "vicreg-cartpole" / "eval" / "seed-1000"
+    saved.mkdir(parents=True)
+    detail = {"planner": {"success": [True, False, True, True]}}
+    (saved / "goal_reaching.json").write_text(json.dumps({"seeds": seeds, "episodes_detail": detail}))
+    text = planner_ceiling.table([row], tmp_path)
+    assert text.splitlines()[-1] == ("| cartpole | **75% (30%-95%)** | 75% (30%-95%), 4 eps, seed 1000 | 2/3 | 0% | "
+                                     "0.100 / 0.100 | 50 | 1.5 min |")
+    other = {**row, "seeds": episode_seeds(2000, 3)}  # episodes the saved evaluation did not cover
+    assert ", 4 eps, seed 1000 | - | 0% |" in planner_ceiling.table([other], tmp_path)
