@@ -37,7 +37,7 @@ def test_embedding_wraps_hinge_angles_and_keeps_slides_in_metres():
     env.reset(seed=0)
     model = SimulatorModel(env)
     qpos = np.array([0.3, 0.5])  # slider 0.3 m, pole 0.5 rad
-    np.testing.assert_allclose(model.embed(qpos), [0.3, np.cos(0.5), np.sin(0.5)])
+    np.testing.assert_allclose(model.embed(qpos), [0.3, np.sin(0.5), np.cos(0.5)])
     np.testing.assert_allclose(model.embed(qpos + [0, 2 * np.pi]), model.embed(qpos), atol=1e-12)
 
 

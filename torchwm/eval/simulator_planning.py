@@ -18,7 +18,7 @@ import mujoco.rollout
 import numpy as np
 import torch
 
-from torchwm.envs.goals import HINGE
+from torchwm.envs.domains import coordinate_features
 from torchwm.planning.base import Planner, shift_plan
 
 _FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS
@@ -35,24 +35,17 @@ class SimulatorModel:
 
     def __init__(self, env: Any, threads: int = 1) -> None:
         env = env.unwrapped
-        physics = env.physics
-        self.mj_model = physics.model.ptr
+        self.mj_model = env.physics.model.ptr
         # rollout scratch, one per thread, so the env's own data is never touched
         self._data = [mujoco.MjData(self.mj_model) for _ in range(max(1, int(threads)))]
         self.repeat = int(env.physics_steps_per_step)
         self.nq = int(self.mj_model.nq)
         self.state_size = mujoco.mj_stateSize(self.mj_model, _FULL)
-        joints = [c.joint for c in env.domain_spec.coordinates]
-        ids = [physics.model.name2id(j, "joint") for j in joints]
-        self.qpos_adr = np.asarray(physics.model.jnt_qposadr[ids])
-        self.hinge = np.asarray(physics.model.jnt_type[ids]) == HINGE
+        self.embed_dim = env.domain_spec.latent_dim
+        self._features = coordinate_features(env.domain_spec.coordinates)
         if self.mj_model.nu != env.action_space.shape[0]:
             raise ValueError(f"{env.domain}: {self.mj_model.nu} actuators but {env.action_space.shape[0]} actions; "
                              "SimulatorModel assumes each action is one actuator's control")
-
-    @property
-    def embed_dim(self) -> int:
-        return int(len(self.qpos_adr) + self.hinge.sum())
 
     def state(self, env: Any) -> np.ndarray:
         """The env's current full-physics state ``(S,)`` (time, qpos, qvel, act, ...)."""
@@ -61,10 +54,10 @@ class SimulatorModel:
         return out
 
     def embed(self, qpos: np.ndarray) -> np.ndarray:
-        """``qpos`` ``(..., nq)`` → ``(..., D)``: each slide coordinate, then cos and sin of each hinge's angle."""
-        q = qpos[..., self.qpos_adr]
-        h = q[..., self.hinge]
-        return np.concatenate([q[..., ~self.hinge], np.cos(h), np.sin(h)], axis=-1)
+        """``qpos`` ``(..., nq)`` → ``(..., D)``: the domain's coordinates, a slide as itself and a hinge as its sine
+        and cosine (:func:`~torchwm.envs.domains.coordinate_features`)."""
+        flat = np.asarray(qpos, dtype=np.float64).reshape(-1, qpos.shape[-1])
+        return self._features(flat).reshape(*qpos.shape[:-1], self.embed_dim)
 
     def rollout(self, context: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """States ``(B, S)`` and actions ``(B, T, A)`` → embeddings after each step ``(B, T, D)`` (float64)."""
