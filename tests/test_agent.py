@@ -96,6 +96,26 @@ def test_plan_returns_an_action_within_bounds(trained):
         agent.plan(rng.integers(0, 256, (2, 3, 8, 8), dtype=np.uint8), goal)
 
 
+def test_training_fits_the_step_whitening_and_planning_whiten_uses_it(trained, capsys):
+    from torchwm.planning.costs import step_whitening
+
+    agent, _, tmp = trained
+    store = agent.collect()
+    episodes = agent.split(store)[0]
+    with torch.no_grad():  # the whitening of the training episodes' embeddings, recomputed by hand
+        z = [agent.model.encode(torch.as_tensor(np.asarray(store.episode(i).frames))) for i in episodes]
+    saved = JEPAAgent.load(agent.run_dir).model.whitening
+    assert saved is not None and torch.allclose(saved, step_whitening(z), atol=1e-4)
+    assert agent.planner().whitening is None  # off unless planning.whiten
+
+    loaded = JEPAAgent.load(agent.run_dir)
+    loaded.cfg.planning.whiten = True
+    assert torch.equal(loaded.planner().whitening, saved)
+    loaded.model.latent_whitening.zero_()  # as a model saved before the whitening existed: fitted on first use
+    assert torch.allclose(loaded.planner().whitening, saved, atol=1e-5)
+    assert "fitting the model's step whitening" in capsys.readouterr().out
+
+
 def test_evaluate_writes_results_videos_and_compares_with_random(trained):
     agent, _, _ = trained
     result = agent.evaluate()

@@ -6,6 +6,7 @@ training uses :meth:`WorldModel.loss`. Any module with these methods can be plan
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -13,6 +14,7 @@ from torch import nn
 
 from torchwm.ema import EMA, momentum_schedule
 from torchwm.losses import LossOutput, covariance_loss, prediction_loss, sigreg, variance_loss
+from torchwm.planning.costs import step_whitening
 from torchwm.nn.encoders import SpatialEncoder
 from torchwm.nn.predictor import Predictor
 from torchwm.nn.temporal import TemporalEncoder
@@ -42,6 +44,10 @@ class WorldModel(nn.Module):
     embeddings, the space the prediction loss measures; with ``sigreg_proj_dim > 0``, of a BatchNorm MLP projection
     of them instead. The projection's BatchNorm rescales whatever reaches it, so it leaves the embeddings' scale
     free: the encoder can shrink them until the prediction error is trivially small (cartpole: std 0.065 against 1.65).
+
+    :meth:`fit_whitening` (the agent calls it after training) stores the ``(D, D)`` map under which a typical
+    one-step change of the embedding has unit length in every direction (:func:`~torchwm.planning.costs.step_whitening`);
+    :attr:`whitening` returns it (``None`` until fitted) for a planner that measures distances to a goal in it.
     """
 
     def __init__(self, encoder: SpatialEncoder, temporal: TemporalEncoder, predictor: Predictor,
@@ -77,6 +83,7 @@ class WorldModel(nn.Module):
             raise ValueError(f"action bounds must have one shape with high > low, got {low} and {high}")
         self.register_buffer("action_low", low)
         self.register_buffer("action_high", high)
+        self.register_buffer("latent_whitening", torch.zeros(encoder.embed_dim, encoder.embed_dim))  # zeros: not fitted
 
     def train(self, mode: bool = True) -> WorldModel:
         super().train(mode)
@@ -123,6 +130,29 @@ class WorldModel(nn.Module):
             if k + 1 < actions.shape[1]:
                 context = self.temporal.update(context, z)
         return torch.stack(preds, dim=1)
+
+    @property
+    def whitening(self) -> torch.Tensor | None:
+        """The ``(D, D)`` step whitening of the embeddings (see :meth:`fit_whitening`), or ``None`` if not fitted."""
+        return self.latent_whitening if bool(self.latent_whitening.any()) else None
+
+    @torch.no_grad()
+    def fit_whitening(self, episodes: Iterable[Any], batch: int = 512) -> torch.Tensor:
+        """Fit :attr:`whitening` to the frames ``(T_i, 3, H, W)`` of whole episodes (consecutive frames, uint8 or
+        float); returns it ``(D, D)``."""
+        device = self.latent_whitening.device
+        sequences = []
+        for frames in episodes:
+            frames = torch.as_tensor(frames)
+            sequences.append(torch.cat([self.encode(frames[i:i + batch].to(device))
+                                        for i in range(0, len(frames), batch)]))
+        self.latent_whitening.copy_(step_whitening(sequences))
+        return self.latent_whitening
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        # models saved before the whitening existed load with it unfitted
+        state_dict.setdefault(prefix + "latent_whitening", torch.zeros_like(self.latent_whitening))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def normalise_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """Env units in ``[low, high]`` → [-1, 1]."""

@@ -105,11 +105,20 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
                                 batch_fn=lambda w: (w.frames, w.actions), evaluate=evaluator,
                                 visualize=evaluator.figures)
 
-        def projector(trainer) -> None:
+        def after_fit(trainer) -> None:
+            self._fit_whitening(model, store)
             if trainer.writer is not None:
                 evaluator.projector(model, trainer.step, trainer.writer)
 
-        return self._fit(model, trainer, after_fit=projector)
+        return self._fit(model, trainer, after_fit=after_fit)
+
+    def _fit_whitening(self, model: WorldModel, store, limit: int = 100) -> None:
+        """Fit the model's step whitening (:meth:`WorldModel.fit_whitening`) on up to ``limit`` training episodes."""
+        indices = self.split(store)[0]
+        was_training = model.training
+        model.eval()
+        model.fit_whitening(np.array(store.episode(i).frames) for i in list(indices)[:limit])  # read from disk
+        model.train(was_training)
 
     def _held_out_evaluator(self, store, train_set, heldout):
         from torchwm.eval.heldout import HeldOutEvaluator
@@ -148,6 +157,12 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
         p = self.cfg.planning
         kwargs: dict[str, Any] = dict(samples=p.samples, iterations=p.iterations, horizon=p.horizon,
                                       init_std=p.init_std, cost=p.cost, cost_steps=p.cost_steps)
+        if p.whiten:
+            model = self._require_model()
+            if model.whitening is None:  # a model trained before the whitening existed: fit it on its data now
+                print("planning.whiten: fitting the model's step whitening on its training episodes", flush=True)
+                self._fit_whitening(model, self.collect())
+            kwargs["whitening"] = model.whitening
         if p.planner == "cem":
             kwargs["elites"] = p.elites
         else:

@@ -156,6 +156,10 @@ class PlanningConfig:
     """embeddings compared to the goal: "final" (last predicted step), "all" (weighted mean over the horizon,
     later steps weighted more) or "min" (the closest predicted step: reach the goal at some step, as a
     success "at any step" asks, without holding it)"""
+    whiten: bool = False
+    """measure the cost in the model's step whitening: the embedding mapped so that a typical one-step change has
+    unit length in every direction (fitted on the training episodes after training), so that no direction of the
+    embedding outweighs another in the distance to the goal"""
     execute_steps: int = opt(1, min=1)
     """planned actions executed before replanning (>= 1 and <= horizon)"""
     episode_steps: int = opt(0, min=0)

@@ -63,18 +63,25 @@ class Planner:
 
     A planner searches action sequences ``(horizon, A)`` whose predicted embeddings (from
     ``model.rollout``) end near a goal embedding, scored by :func:`~torchwm.planning.latent_cost` with
-    ``cost`` / ``cost_steps``. ``init_std`` is a fraction of half the action range (1.0 = std of half
-    the range). Subclasses implement :meth:`plan`; everything runs on the device and dtype of ``context``.
+    ``cost`` / ``cost_steps``, after the ``(D, D)`` ``whitening`` map if one is given (e.g. a world model's
+    :attr:`~torchwm.world_model.WorldModel.step_whitening`). ``init_std`` is a fraction of half the action range
+    (1.0 = std of half the range). Subclasses implement :meth:`plan`; everything runs on the device and dtype of
+    ``context``.
     """
 
     def __init__(self, samples: int, iterations: int, horizon: int, init_std: float, cost: str,
-                 cost_steps: str) -> None:
+                 cost_steps: str, whitening: torch.Tensor | None = None) -> None:
         self.samples = check("samples", samples, is_int(samples) and samples >= 1, "an int >= 1")
         self.iterations = check("iterations", iterations, is_int(iterations) and iterations >= 1, "an int >= 1")
         self.horizon = check("horizon", horizon, is_int(horizon) and horizon >= 1, "an int >= 1")
         self.init_std = float(check("init_std", init_std, is_real(init_std) and init_std > 0, "a number > 0"))
         self.cost = check_choice("cost", cost, METRICS)
         self.cost_steps = check_choice("cost_steps", cost_steps, STEPS)
+        if whitening is not None:
+            whitening = torch.as_tensor(whitening)
+            check("whitening", tuple(whitening.shape), whitening.dim() == 2 and whitening.shape[0] == whitening.shape[1],
+                  "a square (D, D) matrix")
+        self.whitening = whitening
 
     def plan(self, model: Any, context: torch.Tensor, goal: torch.Tensor, low: Any, high: Any,
              init_mean: torch.Tensor | None = None) -> PlanResult:
@@ -123,7 +130,8 @@ class Planner:
         """Costs ``(E, S)`` of ``actions (E, S, H, A)``, in one rollout of batch E*S."""
         e, s = actions.shape[:2]
         pred = model.rollout(context.repeat_interleave(s, 0), actions.flatten(0, 1))  # (E*S, H, D)
-        return latent_cost(pred, goal.repeat_interleave(s, 0), self.cost, self.cost_steps).view(e, s)
+        return latent_cost(pred, goal.repeat_interleave(s, 0), self.cost, self.cost_steps,
+                           whitening=self.whitening).view(e, s)
 
     @staticmethod
     def _keep_best(best: torch.Tensor, best_cost: torch.Tensor, actions: torch.Tensor,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
 
@@ -25,8 +27,28 @@ def _distance(pred: torch.Tensor, goal: torch.Tensor, metric: str) -> torch.Tens
     return 1 - F.cosine_similarity(pred, goal.expand_as(pred), dim=-1)
 
 
+def step_whitening(sequences: Iterable[torch.Tensor], floor: float = 1e-4) -> torch.Tensor:
+    """The ``(D, D)`` map under which a typical one-step change of the embedding has unit length in every direction.
+
+    ``sequences``: embeddings ``(T_i, D)`` of consecutive frames (episodes). Returns ``W = C^{-1/2}``, with ``C``
+    the second moment (float32 result) of the one-step changes ``z_{t+1} - z_t`` over all of them; ``‖W (z - z_goal)‖`` then counts
+    roughly how many typical steps separate ``z`` from the goal along each direction, so that no direction of the
+    embedding (a joint the encoder spreads widely) outweighs another in a distance. Eigenvalues of ``C`` below
+    ``floor`` x its largest are raised to that (a direction that never moves is not blown up).
+    """
+    deltas = [z[1:] - z[:-1] for z in sequences if z.dim() == 2 and len(z) > 1]
+    if not deltas:
+        raise ValueError("step_whitening needs at least one (T, D) sequence with T >= 2")
+    d = torch.cat(deltas).double()
+    values, vectors = torch.linalg.eigh(d.T @ d / len(d))
+    values = values.clamp_min(float(values.max()) * floor)
+    if not bool(values.max() > 0):
+        raise ValueError("step_whitening: the embeddings never change between steps (a collapsed encoder?)")
+    return (vectors @ torch.diag(values.rsqrt()) @ vectors.T).float()
+
+
 def latent_cost(pred: torch.Tensor, goal: torch.Tensor, metric: str = "l2", steps: str = "final",
-                weights: torch.Tensor | None = None) -> torch.Tensor:
+                weights: torch.Tensor | None = None, whitening: torch.Tensor | None = None) -> torch.Tensor:
     """Distance of predicted embeddings from a goal embedding, one number per sequence.
 
     Args:
@@ -39,6 +61,8 @@ def latent_cost(pred: torch.Tensor, goal: torch.Tensor, metric: str = "l2", step
             horizon, not necessarily stay there).
         weights: ``(T,)`` non-negative step weights for ``steps="all"`` (normalised to sum to 1);
             default ``1, 2, .., T`` so later steps count more.
+        whitening: ``(D, D)`` map applied to predictions and goal before measuring (e.g. :func:`step_whitening`);
+            default none.
 
     Returns:
         costs ``(N,)`` (lower is better).
@@ -47,6 +71,11 @@ def latent_cost(pred: torch.Tensor, goal: torch.Tensor, metric: str = "l2", step
     check_choice("steps", steps, STEPS)
     if pred.dim() != 3 or goal.dim() != 2 or goal.shape[-1] != pred.shape[-1] or goal.shape[0] not in (1, len(pred)):
         raise ValueError(f"pred must be (N, T, D) and goal (N or 1, D), got {tuple(pred.shape)}, {tuple(goal.shape)}")
+    if whitening is not None:
+        if whitening.shape != (pred.shape[-1], pred.shape[-1]):
+            raise ValueError(f"whitening must be ({pred.shape[-1]}, {pred.shape[-1]}), got {tuple(whitening.shape)}")
+        whitening = whitening.to(pred)
+        pred, goal = pred @ whitening.T, goal @ whitening.T
     goal = goal[:, None]  # (N or 1, 1, D)
     if steps != "all" and weights is not None:
         raise ValueError(f"weights only apply to steps='all', not steps={steps!r}")

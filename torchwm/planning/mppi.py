@@ -28,8 +28,8 @@ class MPPI(Planner):
     def __init__(self, samples: int = Defaults.samples, iterations: int = Defaults.iterations,
                  horizon: int = Defaults.horizon, init_std: float = Defaults.init_std,
                  temperature: float = Defaults.temperature, cost: str = Defaults.cost,
-                 cost_steps: str = Defaults.cost_steps) -> None:
-        super().__init__(samples, iterations, horizon, init_std, cost, cost_steps)
+                 cost_steps: str = Defaults.cost_steps, whitening: torch.Tensor | None = None) -> None:
+        super().__init__(samples, iterations, horizon, init_std, cost, cost_steps, whitening)
         self.temperature = float(check("temperature", temperature, is_real(temperature) and temperature > 0,
                                        "a number > 0"))
 
