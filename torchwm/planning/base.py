@@ -64,7 +64,7 @@ class Planner:
     A planner searches action sequences ``(horizon, A)`` whose predicted embeddings (from
     ``model.rollout``) end near a goal embedding, scored by :func:`~torchwm.planning.latent_cost` with
     ``cost`` / ``cost_steps``, after the ``(D, D)`` ``whitening`` map if one is given (e.g. a world model's
-    :attr:`~torchwm.world_model.WorldModel.step_whitening`). ``init_std`` is a fraction of half the action range
+    :attr:`~torchwm.world_model.WorldModel.whitening`). ``init_std`` is a fraction of half the action range
     (1.0 = std of half the range). Subclasses implement :meth:`plan`; everything runs on the device and dtype of
     ``context``.
     """

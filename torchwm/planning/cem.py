@@ -26,7 +26,8 @@ class CEM(Planner):
     def __init__(self, samples: int = Defaults.samples, elites: int = Defaults.elites,
                  iterations: int = Defaults.iterations, horizon: int = Defaults.horizon,
                  init_std: float = Defaults.init_std, min_std: float = 0.05, momentum: float = 0.0,
-                 cost: str = Defaults.cost, cost_steps: str = Defaults.cost_steps, whitening: torch.Tensor | None = None) -> None:
+                 cost: str = Defaults.cost, cost_steps: str = Defaults.cost_steps,
+                 whitening: torch.Tensor | None = None) -> None:
         super().__init__(samples, iterations, horizon, init_std, cost, cost_steps, whitening)
         self.elites = check("elites", elites, is_int(elites) and 1 <= elites <= samples,
                             f"an int in [1, samples={samples}]")

@@ -30,9 +30,9 @@ def _distance(pred: torch.Tensor, goal: torch.Tensor, metric: str) -> torch.Tens
 def step_whitening(sequences: Iterable[torch.Tensor], floor: float = 1e-4) -> torch.Tensor:
     """The ``(D, D)`` map under which a typical one-step change of the embedding has unit length in every direction.
 
-    ``sequences``: embeddings ``(T_i, D)`` of consecutive frames (episodes). Returns ``W = C^{-1/2}``, with ``C``
-    the second moment (float32 result) of the one-step changes ``z_{t+1} - z_t`` over all of them; ``‖W (z - z_goal)‖`` then counts
-    roughly how many typical steps separate ``z`` from the goal along each direction, so that no direction of the
+    ``sequences``: embeddings ``(T_i, D)`` of consecutive frames (episodes). Returns ``W = C^{-1/2}`` (float32),
+    ``C`` the second moment of the one-step changes ``z_{t+1} - z_t`` over all of them; ``‖W (z - z_goal)‖`` then
+    counts roughly how many typical steps separate ``z`` from the goal along each direction, so that no direction of the
     embedding (a joint the encoder spreads widely) outweighs another in a distance. Eigenvalues of ``C`` below
     ``floor`` x its largest are raised to that (a direction that never moves is not blown up).
     """
@@ -41,9 +41,9 @@ def step_whitening(sequences: Iterable[torch.Tensor], floor: float = 1e-4) -> to
         raise ValueError("step_whitening needs at least one (T, D) sequence with T >= 2")
     d = torch.cat(deltas).double()
     values, vectors = torch.linalg.eigh(d.T @ d / len(d))
-    values = values.clamp_min(float(values.max()) * floor)
     if not bool(values.max() > 0):
         raise ValueError("step_whitening: the embeddings never change between steps (a collapsed encoder?)")
+    values = values.clamp_min(float(values.max()) * floor)
     return (vectors @ torch.diag(values.rsqrt()) @ vectors.T).float()
 
 
