@@ -103,7 +103,7 @@ def test_training_fits_the_step_whitening_and_planning_whiten_uses_it(trained, c
     store = agent.collect()
     episodes = agent.split(store)[0]
     with torch.no_grad():  # the whitening of the training episodes' embeddings, recomputed by hand
-        z = [agent.model.encode(torch.as_tensor(np.asarray(store.episode(i).frames))) for i in episodes]
+        z = [agent.model.encode(torch.as_tensor(np.array(store.episode(i).frames))) for i in episodes]
     saved = JEPAAgent.load(agent.run_dir).model.whitening
     assert saved is not None and torch.allclose(saved, step_whitening(z), atol=1e-4)
     assert agent.planner().whitening is None  # off unless planning.whiten

@@ -89,9 +89,9 @@ def test_world_model_fits_stores_and_reloads_its_whitening():
     model = make()
     assert model.whitening is None
     episodes = [torch.randint(0, 256, (12, 3, 16, 16), dtype=torch.uint8) for _ in range(3)]
-    w = model.fit_whitening(episodes, batch=5)  # batches split inside an episode
     with torch.no_grad():
         z = [model.encode(f) for f in episodes]
+    w = model.fit_whitening(z)
     deltas = torch.cat([e[1:] - e[:-1] for e in z])
     assert torch.allclose(second_moment(deltas @ w.T), torch.eye(3), atol=1e-3)
     assert model.whitening is not None and torch.equal(model.whitening, w)

@@ -14,10 +14,10 @@ from torch import nn
 
 from torchwm.ema import EMA, momentum_schedule
 from torchwm.losses import LossOutput, covariance_loss, prediction_loss, sigreg, variance_loss
-from torchwm.planning.costs import step_whitening
 from torchwm.nn.encoders import SpatialEncoder
 from torchwm.nn.predictor import Predictor
 from torchwm.nn.temporal import TemporalEncoder
+from torchwm.planning.costs import step_whitening
 
 __all__ = ["LossOutput", "WorldModel", "build_world_model"]
 
@@ -137,16 +137,10 @@ class WorldModel(nn.Module):
         return self.latent_whitening if bool(self.latent_whitening.any()) else None
 
     @torch.no_grad()
-    def fit_whitening(self, episodes: Iterable[Any], batch: int = 512) -> torch.Tensor:
-        """Fit :attr:`whitening` to the frames ``(T_i, 3, H, W)`` of whole episodes (consecutive frames, uint8 or
-        float); returns it ``(D, D)``."""
-        device = self.latent_whitening.device
-        sequences = []
-        for frames in episodes:
-            frames = torch.as_tensor(frames)
-            sequences.append(torch.cat([self.encode(frames[i:i + batch].to(device))
-                                        for i in range(0, len(frames), batch)]))
-        self.latent_whitening.copy_(step_whitening(sequences))
+    def fit_whitening(self, embeddings: Iterable[torch.Tensor]) -> torch.Tensor:
+        """Fit :attr:`whitening` to this model's embeddings ``(T_i, D)`` of whole episodes (consecutive frames,
+        e.g. :func:`~torchwm.eval.state_probe.embed_frames` of each); returns it ``(D, D)``."""
+        self.latent_whitening.copy_(step_whitening(embeddings))
         return self.latent_whitening
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:

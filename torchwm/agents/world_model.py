@@ -114,10 +114,13 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
 
     def _fit_whitening(self, model: WorldModel, store, limit: int = 100) -> None:
         """Fit the model's step whitening (:meth:`WorldModel.fit_whitening`) on up to ``limit`` training episodes."""
+        from torchwm.eval.state_probe import embed_frames
+
         indices = self.split(store)[0]
         was_training = model.training
         model.eval()
-        model.fit_whitening(np.array(store.episode(i).frames) for i in list(indices)[:limit])  # read from disk
+        model.fit_whitening(embed_frames(model.encode, np.array(store.episode(i).frames), self.device)  # from disk
+                            for i in list(indices)[:limit])
         model.train(was_training)
 
     def _held_out_evaluator(self, store, train_set, heldout):
