@@ -17,6 +17,11 @@ one grid point's embedding as a cost landscape (what a planner's L2 cost sees). 
   of pairs that stop within one cell of the goal;
 * y / x sensitivity: mean latent change per unit along the lattice's y axis over that along its x axis
   (reacher: wrist over shoulder). Far below 1, the cost hardly sees y, and a planner stops with y wrong.
+* largest 10% of steps: over the run's own training episodes (its trajectory store, no rendering), the share of
+  the summed squared one-step change of the embedding that the largest tenth of the steps carry, beside the same
+  share of the two position coordinates' change. An embedding that follows the position smoothly matches the
+  physical share; one far above it is a staircase: flat between jumps, so a latent distance has plateaus and
+  local minima at the scale of the jumps.
 
 The lattice spans the domain's first two position coordinates over their ranges, and the physical
 distance wraps around for a periodic one (reacher's shoulder), as the domain's spec says
@@ -105,6 +110,31 @@ def landscape(z: np.ndarray, spec, pairs: int, rng: np.random.Generator) -> dict
             "y_over_x": float(sensitivity_y / sensitivity_x)}
 
 
+def step_concentration(agent, spec, episodes: int = 60, top: float = 0.1) -> tuple[float, float]:
+    """(latent, physical): the share of the summed squared one-step change carried by the largest ``top`` of the
+    steps, over the first ``episodes`` episodes of the run's trajectory store (embedding; first two coordinates)."""
+    from torchwm.data.store import TrajectoryStore
+
+    store = TrajectoryStore(agent.store_path())
+    latent, physical = [], []
+    for index in store.indices[:episodes]:
+        episode = store.episode(index)
+        with torch.no_grad():
+            z = agent.world_model.encode(torch.from_numpy(np.array(episode.frames))).numpy()
+        latent.append(np.sum(np.diff(z, axis=0) ** 2, axis=1))
+        delta = np.diff(np.asarray(episode.states)[:, :2], axis=0)
+        for axis, coordinate in enumerate(spec.coordinates[:2]):
+            if coordinate.periodic:
+                delta[:, axis] = (delta[:, axis] + np.pi) % (2 * np.pi) - np.pi
+        physical.append(np.sum(delta ** 2, axis=1))
+
+    def share(squared: list[np.ndarray]) -> float:
+        values = np.sort(np.concatenate(squared))[::-1]
+        return float(values[: max(1, int(top * len(values)))].sum() / values.sum())
+
+    return share(latent), share(physical)
+
+
 def main() -> None:
     from torchwm import JEPAAgent
 
@@ -128,15 +158,16 @@ def main() -> None:
                              f"whose domain spec lists {len(spec.coordinates)}")
         stats = landscape(grid_embeddings(agent, spec, args.grid), spec, args.pairs,
                           np.random.default_rng(args.seed))
+        stats["top_latent"], stats["top_physical"] = step_concentration(agent, spec)
         rows.append((run, agent.world_model.embed_dim, stats))
     print(f"{args.grid}x{args.grid} positions, {args.pairs} descent pairs")
     print()
     print("| run | embedding | Spearman(latent, physical) | spurious minima per goal | descent reaches goal "
-          "| y / x sensitivity |")
-    print("|---|---:|---:|---:|---:|---:|")
+          "| y / x sensitivity | largest 10% of steps (latent / physical) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for run, dim, s in rows:
         print(f"| {run} | {dim} | {s['spearman']:.2f} | {s['minima']:.1f} | {100 * s['reached']:.0f}% "
-              f"| {s['y_over_x']:.2f} |")
+              f"| {s['y_over_x']:.2f} | {s['top_latent']:.2f} / {s['top_physical']:.2f} |")
 
 
 if __name__ == "__main__":
