@@ -271,6 +271,31 @@ def test_vicreg_within_sequence_sees_only_what_changes():
     assert float(across) < float(within) - 0.05
 
 
+def test_within_sequence_std_splits_the_variance_hinge():
+    """Frames over the batch at std 1 (the scale) plus the within-sequence deviations at within_sequence_std."""
+    model = tiny_world_model(history=2, horizon=2, cov_weight=0.05, vicreg_within_sequence=True,
+                             within_sequence_std=0.3)
+    frames, actions = random_frames(4, 5), random_actions(4, 3)
+    out = model.loss(frames, actions)
+    with torch.no_grad():
+        z = model.encode(frames)
+    flat = z.reshape(20, EMBED)
+    dev = (z - z.mean(dim=1, keepdim=True)).reshape(20, EMBED)
+    torch.testing.assert_close(out.terms["variance"], variance_loss(flat) + variance_loss(dev, gamma=0.3))
+    torch.testing.assert_close(out.terms["covariance"], covariance_loss(dev))  # covariance stays within sequences
+    # sequences that stand still but differ from each other: the frames' hinge sees their spread, the deviations'
+    # hinge pays its whole target (0.3 - sqrt(1e-4)) since nothing moves
+    still = random_frames(8, 1).expand(8, 5, 3, IMG, IMG)
+    with torch.no_grad():
+        spread = variance_loss(model.encode(still.reshape(40, 3, IMG, IMG)))
+    torch.testing.assert_close(model.loss(still, random_actions(8, 3)).terms["variance"], spread + 0.29,
+                               atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="within_sequence_std=0.3: must be 0, or > 0 together with"):
+        tiny_world_model(history=2, horizon=2, within_sequence_std=0.3)
+    with pytest.raises(ValueError, match=r"train.within_sequence_std=0.3, train.vicreg_within_sequence=False"):
+        JEPAConfig.from_dict({"train": {"within_sequence_std": 0.3}}).validate(check_paths=False)
+
+
 def test_the_agent_builds_the_world_model_its_config_describes():
     from torchwm import JEPAAgent
 

@@ -36,9 +36,14 @@ class WorldModel(nn.Module):
     ``ema_momentum`` set, prediction targets come from an EMA copy of the encoder (momentum raised to 1
     by a cosine schedule, see :meth:`after_step`); otherwise from the online encoder with stop-gradient.
     With ``vicreg_within_sequence``, the VICReg terms see each frame's deviation from its sequence's mean
-    embedding, so content that is constant within an episode cannot meet them. With ``freeze_encoder`` the
-    spatial encoder is fixed (no gradient, kept in eval mode: a frozen pretrained encoder, as in DINO-WM):
-    only the temporal encoder and the predictor train, and the VICReg terms apply to the temporal contexts.
+    embedding, so content that is constant within an episode cannot meet them. ``within_sequence_std > 0`` splits
+    the variance hinge in two: at std 1 on the frame embeddings over the batch (the embedding's scale, set by the
+    whole state space as without ``vicreg_within_sequence``) plus at ``within_sequence_std`` on the deviations.
+    Deviations within a sequence only compare frames a few steps apart; for a slow body (point_mass) the map they
+    shape came out uneven, flat over part of the arena and steep over the rest (docs/world_model.md). With
+    ``freeze_encoder`` the spatial encoder is fixed (no gradient, kept in eval mode: a frozen pretrained encoder, as
+    in DINO-WM): only the temporal encoder and the predictor train, and the VICReg terms apply to the temporal
+    contexts.
     With ``regularizer="sigreg"`` one term replaces the two VICReg ones: ``sigreg_weight`` x SIGReg (the Epps-Pulley
     statistic scaled by the batch size, LeJEPA/LeWM's convention, see :func:`torchwm.losses.sigreg`) of the same
     embeddings, the space the prediction loss measures; with ``sigreg_proj_dim > 0``, of a BatchNorm MLP projection
@@ -53,8 +58,9 @@ class WorldModel(nn.Module):
     def __init__(self, encoder: SpatialEncoder, temporal: TemporalEncoder, predictor: Predictor,
                  action_low: torch.Tensor, action_high: torch.Tensor, history: int, horizon: int,
                  var_weight: float = 1.0, cov_weight: float = 0.04, ema_momentum: float | None = None,
-                 vicreg_within_sequence: bool = False, freeze_encoder: bool = False, regularizer: str = "vicreg",
-                 sigreg_weight: float = 0.1, sigreg_directions: int = 256, sigreg_proj_dim: int = 0) -> None:
+                 vicreg_within_sequence: bool = False, within_sequence_std: float = 0.0, freeze_encoder: bool = False,
+                 regularizer: str = "vicreg", sigreg_weight: float = 0.1, sigreg_directions: int = 256,
+                 sigreg_proj_dim: int = 0) -> None:
         super().__init__()
         if regularizer not in ("vicreg", "sigreg"):
             raise ValueError(f"regularizer must be 'vicreg' or 'sigreg', not {regularizer!r}")
@@ -67,6 +73,10 @@ class WorldModel(nn.Module):
         self.history, self.horizon = int(history), int(horizon)
         self.var_weight, self.cov_weight = float(var_weight), float(cov_weight)
         self.vicreg_within_sequence = bool(vicreg_within_sequence)
+        self.within_sequence_std = float(within_sequence_std)
+        if self.within_sequence_std < 0 or (self.within_sequence_std > 0 and not self.vicreg_within_sequence):
+            raise ValueError(f"within_sequence_std={within_sequence_std}: must be 0, or > 0 together with "
+                             "vicreg_within_sequence=True")
         self.regularizer = regularizer
         self.sigreg_weight, self.sigreg_directions = float(sigreg_weight), int(sigreg_directions)
         self.sigreg_projector = None
@@ -204,7 +214,12 @@ class WorldModel(nn.Module):
             total = pred + self.sigreg_weight * statistic
             terms = {"total": total, "prediction": pred, "sigreg": statistic}
         else:
-            var = variance_loss(reg) if self.var_weight > 0 else flat.new_zeros(())
+            if self.var_weight <= 0:
+                var = flat.new_zeros(())
+            elif self.within_sequence_std > 0:  # the frames set the scale; what moves must reach a floor
+                var = variance_loss(flat) + variance_loss(reg, gamma=self.within_sequence_std)
+            else:
+                var = variance_loss(reg)
             cov = covariance_loss(reg) if self.cov_weight > 0 else flat.new_zeros(())
             total = pred + self.var_weight * var + self.cov_weight * cov
             terms = {"total": total, "prediction": pred, "variance": var, "covariance": cov}
@@ -226,7 +241,7 @@ class WorldModel(nn.Module):
 def build_world_model(encoder: SpatialEncoder, action_low: Any, action_high: Any, *, history: int, horizon: int,
                       temporal_hidden: int, predictor_hidden: int, predictor_depth: int, var_weight: float,
                       cov_weight: float, ema_momentum: float | None = None, vicreg_within_sequence: bool = False,
-                      freeze_encoder: bool = False, **regularizer: Any) -> WorldModel:
+                      within_sequence_std: float = 0.0, freeze_encoder: bool = False, **regularizer: Any) -> WorldModel:
     """A world model around ``encoder`` for an env with these action bounds ``(A,)``: a GRU temporal
     encoder of ``temporal_hidden`` units and an MLP predictor (``predictor_depth`` layers of
     ``predictor_hidden``); the loss settings (``regularizer`` and the ``sigreg_*`` ones among them) are
@@ -236,4 +251,4 @@ def build_world_model(encoder: SpatialEncoder, action_low: Any, action_high: Any
     predictor = Predictor(temporal.context_dim, low.numel(), encoder.embed_dim, predictor_hidden, predictor_depth)
     return WorldModel(encoder, temporal, predictor, low, action_high, history, horizon, var_weight=var_weight,
                       cov_weight=cov_weight, ema_momentum=ema_momentum, vicreg_within_sequence=vicreg_within_sequence,
-                      freeze_encoder=freeze_encoder, **regularizer)
+                      within_sequence_std=within_sequence_std, freeze_encoder=freeze_encoder, **regularizer)

@@ -79,7 +79,8 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
                                  temporal_hidden=m.temporal_hidden, predictor_hidden=m.predictor_hidden,
                                  predictor_depth=m.predictor_depth, var_weight=t.var_weight, cov_weight=t.cov_weight,
                                  ema_momentum=t.ema_momentum if t.ema else None,
-                                 vicreg_within_sequence=t.vicreg_within_sequence, freeze_encoder=m.freeze_encoder,
+                                 vicreg_within_sequence=t.vicreg_within_sequence,
+                                 within_sequence_std=t.within_sequence_std, freeze_encoder=m.freeze_encoder,
                                  regularizer=t.regularizer, sigreg_weight=t.sigreg_weight,
                                  sigreg_directions=t.sigreg_directions, sigreg_proj_dim=t.sigreg_proj_dim)
 

@@ -188,6 +188,11 @@ class JEPAConfig:
                 and m.freeze_encoder and tr.ema):
             problems.append("model.freeze_encoder=True, train.ema=True: a frozen encoder needs no EMA target; "
                             "set train.ema=false")
+        if (isinstance(tr, TrainConfig) and ok("train.within_sequence_std", "train.vicreg_within_sequence")
+                and tr.within_sequence_std > 0 and not tr.vicreg_within_sequence):
+            problems.append(f"train.within_sequence_std={tr.within_sequence_std!r}, "
+                            "train.vicreg_within_sequence=False: a within-sequence target needs "
+                            "train.vicreg_within_sequence=true (or set within_sequence_std=0)")
         if isinstance(tr, TrainConfig) and ok("train.precision", "device") and tr.precision == "bf16" \
                 and self.device in ("cpu", "mps"):
             problems.append(f"train.precision='bf16', device={self.device!r}: bf16 autocast is for CUDA devices (on a "

@@ -120,6 +120,11 @@ class TrainConfig:
     """apply the VICReg terms to each frame's deviation from its training sequence's mean embedding: only
     what changes within an episode then counts, so content constant within one (a task marker, the
     background) cannot meet the variance term (see docs/world_model.md)"""
+    within_sequence_std: float = opt(0.0, min=0.0)
+    """with vicreg_within_sequence: 0 = one variance hinge, at std 1, on the within-sequence deviations; > 0 = two:
+    at std 1 on the frame embeddings over the batch (which sets the embedding's scale, as without
+    vicreg_within_sequence) and at this std on the within-sequence deviations, so every dimension follows something
+    that moves (>= 0; see docs/world_model.md)"""
     ema: bool = False
     """predict the embeddings of an EMA target encoder instead of stop-gradient online embeddings"""
     ema_momentum: float = opt(0.99, min=0.0, lt=1.0)
