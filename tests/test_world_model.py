@@ -294,6 +294,13 @@ def test_within_sequence_std_splits_the_variance_hinge():
         tiny_world_model(history=2, horizon=2, within_sequence_std=0.3)
     with pytest.raises(ValueError, match=r"train.within_sequence_std=0.3, train.vicreg_within_sequence=False"):
         JEPAConfig.from_dict({"train": {"within_sequence_std": 0.3}}).validate(check_paths=False)
+    with pytest.raises(ValueError, match="a frozen encoder's frame embeddings cannot be scaled"):
+        tiny_world_model(history=2, horizon=2, vicreg_within_sequence=True, within_sequence_std=0.3,
+                         freeze_encoder=True)
+    with pytest.raises(ValueError, match=r"model.freeze_encoder=True, train.within_sequence_std=0.3: a frozen"):
+        JEPAConfig.from_dict({"model": {"freeze_encoder": True},
+                              "train": {"within_sequence_std": 0.3, "vicreg_within_sequence": True}}
+                             ).validate(check_paths=False)
 
 
 def test_the_agent_builds_the_world_model_its_config_describes():

@@ -77,6 +77,9 @@ class WorldModel(nn.Module):
         if self.within_sequence_std < 0 or (self.within_sequence_std > 0 and not self.vicreg_within_sequence):
             raise ValueError(f"within_sequence_std={within_sequence_std}: must be 0, or > 0 together with "
                              "vicreg_within_sequence=True")
+        if self.within_sequence_std > 0 and self.freeze_encoder:
+            raise ValueError("a frozen encoder's frame embeddings cannot be scaled and its VICReg terms see the "
+                             "temporal contexts: set within_sequence_std=0 (train.within_sequence_std 0)")
         self.regularizer = regularizer
         self.sigreg_weight, self.sigreg_directions = float(sigreg_weight), int(sigreg_directions)
         self.sigreg_projector = None

@@ -124,7 +124,7 @@ class TrainConfig:
     """with vicreg_within_sequence: 0 = one variance hinge, at std 1, on the within-sequence deviations; > 0 = two:
     at std 1 on the frame embeddings over the batch (which sets the embedding's scale, as without
     vicreg_within_sequence) and at this std on the within-sequence deviations, so every dimension follows something
-    that moves (>= 0; see docs/world_model.md)"""
+    that moves (>= 0; not with model.freeze_encoder; see docs/world_model.md)"""
     ema: bool = False
     """predict the embeddings of an EMA target encoder instead of stop-gradient online embeddings"""
     ema_momentum: float = opt(0.99, min=0.0, lt=1.0)
