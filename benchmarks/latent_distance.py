@@ -22,6 +22,9 @@ one grid point's embedding as a cost landscape (what a planner's L2 cost sees). 
   share of the two position coordinates' change. An embedding that follows the position smoothly matches the
   physical share; one far above it is a staircase: flat between jumps, so a latent distance has plateaus and
   local minima at the scale of the jumps.
+* keypoint attention peak (keypoint heads only): over the lattice's frames, the mean of each keypoint's largest
+  spatial-softmax weight. Near 1, every keypoint sits on one position of the head's map and jumps a whole
+  position (``model.keypoint_cell`` pixels) as the body crosses into the next: the source of a staircase.
 
 The lattice spans the domain's first two position coordinates over their ranges, and the physical
 distance wraps around for a periodic one (reacher's shoulder), as the domain's spec says
@@ -41,9 +44,9 @@ def lattice(spec, grid: int) -> tuple[np.ndarray, np.ndarray]:
     return np.linspace(x.low, x.high, grid), np.linspace(y.low, y.high, grid)
 
 
-def grid_embeddings(agent, spec, grid: int) -> np.ndarray:
+def grid_embeddings(agent, spec, grid: int) -> tuple[np.ndarray, float | None]:
     """The run's frame embeddings of the body at rest on a ``grid`` x ``grid`` lattice: ``(grid, grid, D)``
-    indexed ``[iy, ix]``."""
+    indexed ``[iy, ix]``, and its keypoint head's attention peak over those frames (``None`` without one)."""
     env = agent.make_env()  # the run's env: its task, image size, camera and action repeat
     env.reset(seed=0)
     base = np.zeros(env.unwrapped.state_dim)
@@ -55,9 +58,26 @@ def grid_embeddings(agent, spec, grid: int) -> np.ndarray:
             state[:2] = x, y
             frames.append(env.unwrapped.render_state(state))
     env.close()
+    images = torch.from_numpy(np.stack(frames))
     with torch.no_grad():
-        z = agent.world_model.encode(torch.from_numpy(np.stack(frames)))
-    return z.numpy().reshape(grid, grid, -1)
+        z = agent.world_model.encode(images)
+    return z.numpy().reshape(grid, grid, -1), keypoint_peak(agent.world_model.encoder, images)
+
+
+def keypoint_peak(encoder, images: torch.Tensor) -> float | None:
+    """Mean over frames and keypoints of the largest attention weight of ``encoder``'s spatial softmax (``None``
+    without a keypoint head). Near 1, each keypoint sits on one position of the map and moves in steps of a
+    position (4 pixels at ``model.keypoint_cell`` 4) as the body moves: the embedding is a staircase."""
+    from torchwm.nn.encoders import SpatialSoftmax
+
+    head = next((m for m in encoder.modules() if isinstance(m, SpatialSoftmax)), None)
+    if head is None:
+        return None
+    with torch.no_grad():
+        tokens = encoder.forward_features(images)  # (N, h*w, K)
+        side = int(round(tokens.shape[1] ** 0.5))
+        fmap = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
+        return float(head.attention(fmap).amax(-1).mean())
 
 
 def spurious_minima(cost: np.ndarray, goal: tuple[int, int]) -> int:
@@ -156,18 +176,20 @@ def main() -> None:
         if len(spec.coordinates) != 2:
             raise SystemExit(f"error: this benchmark spans two position coordinates; {run} is {agent.cfg.env.id}, "
                              f"whose domain spec lists {len(spec.coordinates)}")
-        stats = landscape(grid_embeddings(agent, spec, args.grid), spec, args.pairs,
-                          np.random.default_rng(args.seed))
+        z, peak = grid_embeddings(agent, spec, args.grid)
+        stats = landscape(z, spec, args.pairs, np.random.default_rng(args.seed))
+        stats["peak"] = peak
         stats["top_latent"], stats["top_physical"] = step_concentration(agent, spec)
         rows.append((run, agent.world_model.embed_dim, stats))
     print(f"{args.grid}x{args.grid} positions, {args.pairs} descent pairs")
     print()
     print("| run | embedding | Spearman(latent, physical) | spurious minima per goal | descent reaches goal "
-          "| y / x sensitivity | largest 10% of steps (latent / physical) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "| y / x sensitivity | largest 10% of steps (latent / physical) | keypoint attention peak |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for run, dim, s in rows:
+        peak = "-" if s["peak"] is None else f"{s['peak']:.2f}"
         print(f"| {run} | {dim} | {s['spearman']:.2f} | {s['minima']:.1f} | {100 * s['reached']:.0f}% "
-              f"| {s['y_over_x']:.2f} | {s['top_latent']:.2f} / {s['top_physical']:.2f} |")
+              f"| {s['y_over_x']:.2f} | {s['top_latent']:.2f} / {s['top_physical']:.2f} | {peak} |")
 
 
 if __name__ == "__main__":

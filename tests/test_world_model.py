@@ -575,6 +575,10 @@ def test_keypoint_head_shapes_and_coordinates():
     fmap[0, 0, 1, 3] = 50.0
     xy = SpatialSoftmax()(fmap)
     torch.testing.assert_close(xy, torch.tensor([[0.5, -0.5]]), atol=1e-4, rtol=0)
+    weights = SpatialSoftmax().attention(fmap)  # (1, 1, 25): all on the peak's position, row-major
+    assert weights.shape == (1, 1, 25) and int(weights.argmax()) == 1 * 5 + 3 and float(weights.max()) > 0.999
+    flat = SpatialSoftmax().attention(torch.zeros(2, 3, 4, 4))  # no peak: uniform over the map
+    torch.testing.assert_close(flat, torch.full((2, 3, 16), 1 / 16))
     with pytest.raises(ValueError, match="conv head"):
         SpatialEncoder.conv(32, 16, head="pool")
 

@@ -52,9 +52,14 @@ class SpatialSoftmax(nn.Module):
         super().__init__()
         self.log_temperature = nn.Parameter(torch.zeros(()))
 
+    def attention(self, fmap: torch.Tensor) -> torch.Tensor:
+        """Feature map ``(N, K, h, w)`` → each keypoint's weights over the map ``(N, K, h*w)`` (sum 1). A peak
+        near 1 puts the keypoint on one map position, so it moves in steps of a position as the body moves."""
+        return torch.softmax(fmap.flatten(2) / self.log_temperature.exp(), dim=-1)
+
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
         n, k, h, w = fmap.shape
-        attn = torch.softmax(fmap.flatten(2) / self.log_temperature.exp(), dim=-1)  # (N, K, h*w)
+        attn = self.attention(fmap)  # (N, K, h*w)
         ys = torch.linspace(-1, 1, h, device=fmap.device, dtype=fmap.dtype)
         xs = torch.linspace(-1, 1, w, device=fmap.device, dtype=fmap.dtype)
         grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
