@@ -541,3 +541,20 @@ def test_pretraining_presets_share_their_worlds_data_and_pick_their_jobs() -> No
         frozen = JEPAConfig.load(frozen_name)
         assert frozen.model.freeze_encoder and frozen.model.pretrained == JEPAConfig.load(pretraining).logging.run_dir
         assert JEPAConfig.load(pretraining).pretrain.geometric_augment is False  # views keep where the bodies are
+
+
+def test_field_rules_check_choices_of_numbers_too():
+    """A numeric field with ``choices`` is held to them (the range rules alone would let 3 through)."""
+    import dataclasses
+
+    from torchwm.config.fields import field_problems, opt
+
+    @dataclasses.dataclass
+    class Section:
+        cell: int = opt(4, min=1, choices=(2, 4))
+        rate: float = opt(0.5, choices=(0.5, 1.0))
+
+    assert field_problems(Section(), "s.") == []
+    assert field_problems(Section(cell=3, rate=0.7), "s.") == [
+        "s.cell=3: unknown cell; allowed: 2, 4", "s.rate=0.7: unknown rate; allowed: 0.5, 1.0"]
+    assert field_problems(Section(cell=0), "s.") == ["s.cell=0: must be an integer >= 1"]  # the range comes first

@@ -5,7 +5,7 @@ Supported metadata keys:
 ``min`` / ``max``            inclusive bounds
 ``gt`` / ``lt``              exclusive bounds
 ``open_interval: (lo, hi)``  shorthand for ``gt=lo, lt=hi``
-``choices: (...)``           allowed string values
+``choices: (...)``           allowed values (strings or numbers)
 ``pattern`` + ``allowed``    allowed strings as a regular expression, and how to show them
 ``nonempty: True``           the string may not be empty
 
@@ -123,6 +123,9 @@ def field_problems(obj: Any, prefix: str) -> list[str]:
             elif not _in_range(value, meta):
                 want = f"{kind} {rng}" if tp is int else rng
                 problems.append(f"{path}={value!r}: must be {want}")
+            elif "choices" in meta and value not in meta["choices"]:
+                allowed = ", ".join(repr(c) for c in sorted(meta["choices"]))
+                problems.append(f"{path}={value!r}: unknown {f.name}; allowed: {allowed}")
             continue
         if not _has_type(value, tp):
             problems.append(f"{path}={value!r}: must be {_type_name(tp)}, got {type(value).__name__}")
