@@ -23,8 +23,9 @@ one grid point's embedding as a cost landscape (what a planner's L2 cost sees). 
   physical share; one far above it is a staircase: flat between jumps, so a latent distance has plateaus and
   local minima at the scale of the jumps.
 * keypoint attention peak (keypoint heads only): over the lattice's frames, the mean of each keypoint's largest
-  spatial-softmax weight. Near 1, every keypoint sits on one position of the head's map and jumps a whole
-  position (``model.keypoint_cell`` pixels) as the body crosses into the next: the source of a staircase.
+  spatial-softmax weight. Near 1, every keypoint sits on one position of the head's 1/4-resolution map and jumps
+  a whole position (4 pixels) as the body crosses into the next. Sharp keypoints and a staircase go together, but
+  a finer map does not remove the staircase (docs/BENCHMARKS.md).
 
 The lattice spans the domain's first two position coordinates over their ranges, and the physical
 distance wraps around for a periodic one (reacher's shoulder), as the domain's spec says
@@ -67,7 +68,7 @@ def grid_embeddings(agent, spec, grid: int) -> tuple[np.ndarray, float | None]:
 def keypoint_peak(encoder, images: torch.Tensor) -> float | None:
     """Mean over frames and keypoints of the largest attention weight of ``encoder``'s spatial softmax (``None``
     without a keypoint head). Near 1, each keypoint sits on one position of the map and moves in steps of a
-    position (4 pixels at ``model.keypoint_cell`` 4) as the body moves: the embedding is a staircase."""
+    position (4 pixels) as the body moves."""
     from torchwm.nn.encoders import SpatialSoftmax
 
     head = next((m for m in encoder.modules() if isinstance(m, SpatialSoftmax)), None)

@@ -100,6 +100,14 @@ def _has_type(value: Any, tp: Any) -> bool:
     return isinstance(value, tp)
 
 
+def _choice_problems(path: str, name: str, value: Any, meta: Any) -> list[str]:
+    """The problem with ``value`` if the field's ``choices`` exclude it (none without choices)."""
+    if "choices" not in meta or value in meta["choices"]:
+        return []
+    allowed = ", ".join(repr(c) for c in sorted(meta["choices"]))
+    return [f"{path}={value!r}: unknown {name}; allowed: {allowed}"]
+
+
 def field_problems(obj: Any, prefix: str) -> list[str]:
     """Check every field of a config dataclass (recursing into sections) against its type and metadata."""
     problems: list[str] = []
@@ -123,16 +131,13 @@ def field_problems(obj: Any, prefix: str) -> list[str]:
             elif not _in_range(value, meta):
                 want = f"{kind} {rng}" if tp is int else rng
                 problems.append(f"{path}={value!r}: must be {want}")
-            elif "choices" in meta and value not in meta["choices"]:
-                allowed = ", ".join(repr(c) for c in sorted(meta["choices"]))
-                problems.append(f"{path}={value!r}: unknown {f.name}; allowed: {allowed}")
+            else:
+                problems += _choice_problems(path, f.name, value, meta)
             continue
         if not _has_type(value, tp):
             problems.append(f"{path}={value!r}: must be {_type_name(tp)}, got {type(value).__name__}")
             continue
-        if "choices" in meta and value not in meta["choices"]:
-            allowed = ", ".join(repr(c) for c in sorted(meta["choices"]))
-            problems.append(f"{path}={value!r}: unknown {f.name}; allowed: {allowed}")
+        problems += _choice_problems(path, f.name, value, meta)
         if "pattern" in meta and not re.fullmatch(meta["pattern"], value):
             allowed = ", ".join(repr(c) for c in meta.get("allowed", (meta["pattern"],)))
             problems.append(f"{path}={value!r}: unknown {f.name}; allowed: {allowed}")
