@@ -26,6 +26,11 @@ one grid point's embedding as a cost landscape (what a planner's L2 cost sees). 
   spatial-softmax weight. Near 1, every keypoint sits on one position of the head's 1/4-resolution map and jumps
   a whole position (4 pixels) as the body crosses into the next. Sharp keypoints and a staircase go together, but
   a finer map does not remove the staircase (docs/BENCHMARKS.md).
+* target share (reacher only, whose target moves between episodes and stays put within one): the arm on a
+  13 x 13 lattice for each of 8 target positions drawn as reacher's episodes draw them, every frame embedded; the
+  share of the embedding's variance that the target carries (over targets at a fixed pose, beside the variance
+  over poses at a fixed target), and the mean latent distance between two target positions over that of a
+  ~0.5 rad move of both joints. Near 0, the embedding is the arm's; near 1, it spends itself on the target.
 
 The lattice spans the domain's first two position coordinates over their ranges, and the physical
 distance wraps around for a periodic one (reacher's shoulder), as the domain's spec says
@@ -45,11 +50,9 @@ def lattice(spec, grid: int) -> tuple[np.ndarray, np.ndarray]:
     return np.linspace(x.low, x.high, grid), np.linspace(y.low, y.high, grid)
 
 
-def grid_embeddings(agent, spec, grid: int) -> tuple[np.ndarray, float | None]:
-    """The run's frame embeddings of the body at rest on a ``grid`` x ``grid`` lattice: ``(grid, grid, D)``
-    indexed ``[iy, ix]``, and its keypoint head's attention peak over those frames (``None`` without one)."""
-    env = agent.make_env()  # the run's env: its task, image size, camera and action repeat
-    env.reset(seed=0)
+def lattice_frames(env, spec, grid: int) -> torch.Tensor:
+    """``env``'s frames of the body at rest on a ``grid`` x ``grid`` lattice, ``(grid * grid, 3, H, W)`` uint8 in
+    ``[iy, ix]`` order (the other coordinates and all velocities at 0)."""
     base = np.zeros(env.unwrapped.state_dim)
     xs, ys = lattice(spec, grid)
     frames = []
@@ -58,8 +61,16 @@ def grid_embeddings(agent, spec, grid: int) -> tuple[np.ndarray, float | None]:
             state = base.copy()
             state[:2] = x, y
             frames.append(env.unwrapped.render_state(state))
+    return torch.from_numpy(np.stack(frames))
+
+
+def grid_embeddings(agent, spec, grid: int) -> tuple[np.ndarray, float | None]:
+    """The run's frame embeddings of the body at rest on a ``grid`` x ``grid`` lattice: ``(grid, grid, D)``
+    indexed ``[iy, ix]``, and its keypoint head's attention peak over those frames (``None`` without one)."""
+    env = agent.make_env()  # the run's env: its task, image size, camera and action repeat
+    env.reset(seed=0)
+    images = lattice_frames(env, spec, grid)
     env.close()
-    images = torch.from_numpy(np.stack(frames))
     with torch.no_grad():
         z = agent.world_model.encode(images)
     return z.numpy().reshape(grid, grid, -1), keypoint_peak(agent.world_model.encoder, images)
@@ -79,6 +90,33 @@ def keypoint_peak(encoder, images: torch.Tensor) -> float | None:
         side = int(round(tokens.shape[1] ** 0.5))
         fmap = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
         return float(head.attention(fmap).amax(-1).mean())
+
+
+def target_share(agent, grid: int = 13, targets: int = 8, seed: int = 0) -> tuple[float, float]:
+    """(share, ratio) for a reacher run: the target's share of the embedding's variance, and a target move's
+    latent distance over a ~0.5 rad move of both joints' (see the module docs)."""
+    from torchwm.envs import env_domain
+
+    spec = env_domain(agent.cfg.env.id)
+    env = agent.make_env()
+    env.reset(seed=seed)
+    physics, rng = env.unwrapped.physics, np.random.default_rng(seed)
+    z = []
+    for _ in range(targets):  # as dm_control's reacher places its target at the start of an episode
+        angle, radius = rng.uniform(0, 2 * np.pi), rng.uniform(0.05, 0.20)
+        physics.named.model.geom_pos["target", ["x", "y"]] = radius * np.sin(angle), radius * np.cos(angle)
+        with torch.no_grad():
+            z.append(agent.world_model.encode(lattice_frames(env, spec, grid)).numpy())
+    env.close()
+    z = np.stack(z)  # (targets, grid * grid, D)
+    arm, target = z.var(axis=1).sum(-1).mean(), z.var(axis=0).sum(-1).mean()
+    xs = lattice(spec, grid)[0]
+    n = max(1, int(round(0.5 / (xs[1] - xs[0]))))  # lattice cells in 0.5 rad
+    zg = z.reshape(targets, grid, grid, -1)
+    arm_move = np.linalg.norm(zg[:, n:, n:] - zg[:, :-n, :-n], axis=-1).mean()
+    target_move = np.mean([np.linalg.norm(z[i] - z[j], axis=-1).mean()
+                           for i in range(targets) for j in range(i + 1, targets)])
+    return float(target / (arm + target)), float(target_move / arm_move)
 
 
 def spurious_minima(cost: np.ndarray, goal: tuple[int, int]) -> int:
@@ -181,16 +219,19 @@ def main() -> None:
         stats = landscape(z, spec, args.pairs, np.random.default_rng(args.seed))
         stats["peak"] = peak
         stats["top_latent"], stats["top_physical"] = step_concentration(agent, spec)
+        stats["target"] = target_share(agent) if spec.name == "reacher" else None
         rows.append((run, agent.world_model.embed_dim, stats))
     print(f"{args.grid}x{args.grid} positions, {args.pairs} descent pairs")
     print()
     print("| run | embedding | Spearman(latent, physical) | spurious minima per goal | descent reaches goal "
-          "| y / x sensitivity | largest 10% of steps (latent / physical) | keypoint attention peak |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| y / x sensitivity | largest 10% of steps (latent / physical) | keypoint attention peak "
+          "| target share (variance / move over arm move) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for run, dim, s in rows:
         peak = "-" if s["peak"] is None else f"{s['peak']:.2f}"
+        target = "-" if s["target"] is None else f"{s['target'][0]:.2f} / {s['target'][1]:.1f}"
         print(f"| {run} | {dim} | {s['spearman']:.2f} | {s['minima']:.1f} | {100 * s['reached']:.0f}% "
-              f"| {s['y_over_x']:.2f} | {s['top_latent']:.2f} / {s['top_physical']:.2f} | {peak} |")
+              f"| {s['y_over_x']:.2f} | {s['top_latent']:.2f} / {s['top_physical']:.2f} | {peak} | {target} |")
 
 
 if __name__ == "__main__":
