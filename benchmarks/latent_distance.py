@@ -27,7 +27,7 @@ one grid point's embedding as a cost landscape (what a planner's L2 cost sees). 
   a whole position (4 pixels) as the body crosses into the next. Sharp keypoints and a staircase go together, but
   a finer map does not remove the staircase (docs/BENCHMARKS.md).
 * target share (reacher only, whose target moves between episodes and stays put within one): the arm on a
-  13 x 13 lattice for each of 8 target positions drawn as reacher's episodes draw them, every frame embedded; the
+  13 x 13 lattice for each of the 8 target positions reacher's own resets (seeds 0-7) place, every frame embedded; the
   share of the embedding's variance that the target carries (over targets at a fixed pose, beside the variance
   over poses at a fixed target), and the mean latent distance between two target positions over that of a
   ~0.5 rad move of both joints. Near 0, the embedding is the arm's; near 1, it spends itself on the target.
@@ -92,19 +92,13 @@ def keypoint_peak(encoder, images: torch.Tensor) -> float | None:
         return float(head.attention(fmap).amax(-1).mean())
 
 
-def target_share(agent, grid: int = 13, targets: int = 8, seed: int = 0) -> tuple[float, float]:
+def target_share(agent, spec, grid: int = 13, targets: int = 8) -> tuple[float, float]:
     """(share, ratio) for a reacher run: the target's share of the embedding's variance, and a target move's
     latent distance over a ~0.5 rad move of both joints' (see the module docs)."""
-    from torchwm.envs import env_domain
-
-    spec = env_domain(agent.cfg.env.id)
     env = agent.make_env()
-    env.reset(seed=seed)
-    physics, rng = env.unwrapped.physics, np.random.default_rng(seed)
     z = []
-    for _ in range(targets):  # as dm_control's reacher places its target at the start of an episode
-        angle, radius = rng.uniform(0, 2 * np.pi), rng.uniform(0.05, 0.20)
-        physics.named.model.geom_pos["target", ["x", "y"]] = radius * np.sin(angle), radius * np.cos(angle)
+    for seed in range(targets):
+        env.reset(seed=seed)  # dm_control's reacher places its target; the lattice then sets the arm
         with torch.no_grad():
             z.append(agent.world_model.encode(lattice_frames(env, spec, grid)).numpy())
     env.close()
@@ -219,7 +213,7 @@ def main() -> None:
         stats = landscape(z, spec, args.pairs, np.random.default_rng(args.seed))
         stats["peak"] = peak
         stats["top_latent"], stats["top_physical"] = step_concentration(agent, spec)
-        stats["target"] = target_share(agent) if spec.name == "reacher" else None
+        stats["target"] = target_share(agent, spec) if spec.name == "reacher" else None
         rows.append((run, agent.world_model.embed_dim, stats))
     print(f"{args.grid}x{args.grid} positions, {args.pairs} descent pairs")
     print()
