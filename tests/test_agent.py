@@ -328,3 +328,22 @@ def test_cli_lists_presets_and_names_what_is_wrong(trained, tmp_path, capsys):
         main(["plan", "--run", str(image_run)])
     with pytest.raises(SystemExit, match="cannot load the run"):
         main(["visualize", "--run", str(tmp_path / "nothing")])
+
+
+def test_a_chunked_model_trains_evaluates_and_plans_end_to_end(tmp_path):
+    """model.action_chunk=2: windows of frames 2 steps apart, a predictor over 2 actions, MPC over 4 steps."""
+    cfg = _tiny_config(tmp_path, **{"model.action_chunk": 2, "planning.horizon": 4, "planning.execute_steps": 2,
+                                     "data.steps": 16})
+    agent = JEPAAgent(cfg)
+    metrics = agent.train()
+    model = agent.world_model
+    assert model.action_chunk == 2 and model.predictor.action_dim == 4 and model.context_span == 3
+    train_set, _ = agent.datasets(agent.collect())
+    assert train_set.stride == 2 and train_set[0].frames.shape[0] == 4 and train_set[0].actions.shape == (4, 2)
+    for key in ("eval/pred_error_step4", "eval/probe_r2", "loss/prediction"):
+        assert np.isfinite(metrics[key]), key
+    assert JEPAAgent.load(agent.run_dir).world_model.action_chunk == 2
+    action = agent.plan(np.zeros((5, 3, 16, 16), dtype=np.uint8), np.zeros((3, 16, 16), dtype=np.uint8))
+    assert action.shape == (2,) and np.all(np.abs(action) <= 1)
+    planner = agent.evaluate(baseline=False, videos=0).results["planner"]
+    assert len(planner.success) == 2 and np.all(np.isfinite(planner.final_distance))

@@ -200,6 +200,15 @@ def test_elites_not_above_samples() -> None:
     cfg.validate()
 
 
+def test_planning_horizon_is_a_multiple_of_the_action_chunk() -> None:
+    cfg = JEPAConfig()
+    cfg.model.action_chunk, cfg.planning.horizon = 3, 10
+    assert ("planning.horizon=10, model.action_chunk=3: the model predicts one frame per chunk of actions, so the "
+            "horizon (in agent steps) must be a multiple of action_chunk") in _error(cfg)
+    cfg.planning.horizon = 9
+    cfg.validate()
+
+
 def test_execute_steps_not_above_horizon() -> None:
     cfg = JEPAConfig()
     cfg.planning.horizon, cfg.planning.execute_steps = 3, 4

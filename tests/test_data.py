@@ -432,3 +432,18 @@ def test_split_episodes_of_store(tmp_path):
     assert len(held) == 2 and sorted(train + held) == store.indices
     ds = TrajectoryWindows(store, 1, 2, episodes=held)
     assert {ds.locate(i)[0] for i in range(len(ds))} == set(held)
+
+
+def test_strided_windows_take_every_kth_frame_and_every_action(tmp_path):
+    store = fake_store(tmp_path / "s", {0: 12, 1: 6})
+    ds = TrajectoryWindows(store, history=2, length=4, stride=3)  # frames t-3, t, t+3, t+6; actions t .. t+5
+    assert (ds.future, ds.stride) == (2, 3) and len(ds) == 12 - 9 + 1  # episode 1 is too short for 10 steps
+    for item in range(len(ds)):
+        index, t = ds.locate(item)
+        ep, window = store.episode(index), ds[item]
+        np.testing.assert_array_equal(window.frames.numpy(), ep.frames[t - 3:t + 7:3])
+        np.testing.assert_array_equal(window.states.numpy(), ep.states[t - 3:t + 7:3])
+        np.testing.assert_array_equal(window.actions.numpy(), ep.actions[t:t + 6])
+    assert [ds.locate(i) for i in range(len(ds))] == [(0, t) for t in range(3, 7)]
+    with pytest.raises(ValueError, match="stride=0: must be an integer >= 1"):
+        TrajectoryWindows(store, 2, 4, stride=0)

@@ -246,6 +246,30 @@ def test_mpc_history_pads_with_the_first_frame_and_slides():
     assert firsts == [[1.0, 1.0, 1.0], [1.0, 1.0, 2.0], [1.0, 2.0, 3.0]]
 
 
+def test_mpc_history_of_a_chunked_model_keeps_frames_k_steps_apart():
+    model = LinearToy(history=3)
+    model.action_chunk = 2
+    with pytest.warns(UserWarning, match="execute_steps=1 with a model that predicts one frame per chunk of 2"):
+        controller = MPCController(model, CEM(samples=8, elites=2, iterations=1, horizon=4))
+    frame = lambda x: model.render(torch.tensor([[x, -x]]))  # noqa: E731
+    controller.reset(frame(1.0), frame(0.0))
+    for x in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0):
+        controller.act(frame(x))
+    firsts = [h[0, :, 0].tolist() for h in model.seen_histories]
+    assert firsts[-3:] == [[1.0, 2.0, 4.0], [1.0, 3.0, 5.0], [2.0, 4.0, 6.0]]
+    with pytest.raises(ValueError, match="horizon must be a multiple of 2"):
+        MPCController(model, CEM(horizon=5), execute_steps=2)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        aligned = MPCController(model, CEM(samples=8, elites=2, iterations=1, horizon=4), execute_steps=2)
+    aligned.reset(frame(1.0), frame(0.0))
+    for x in (1.0, 2.0, 3.0, 4.0):
+        aligned.act(frame(x))
+    assert len(aligned.plan_ms) == 2  # re-planned at steps 0 and 2, the chunk boundaries
+
+
 def test_mpc_requires_reset():
     with pytest.raises(RuntimeError, match="reset"):
         MPCController(LinearToy(), CEM()).act(torch.zeros(1, 3, 1, 1))

@@ -615,3 +615,87 @@ def test_copy_baseline_check_warns_once_after_a_streak():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check(500, 1.0)    # warned once already
+
+
+# ------------------------------------------------------------------------------------------ action chunks
+def chunked_world_model(chunk: int, history: int = 2, horizon: int = 2, seed: int = 0, **kwargs) -> WorldModel:
+    torch.manual_seed(seed)
+    encoder = SpatialEncoder.conv(IMG, EMBED, width=4)
+    temporal = TemporalEncoder(EMBED, 16)
+    predictor = Predictor(temporal.context_dim, 2 * chunk, EMBED, 32)
+    model = WorldModel(encoder, temporal, predictor, torch.tensor((-1.0, -1.0)), torch.tensor((1.0, 1.0)), history,
+                       horizon, action_chunk=chunk, **kwargs)
+    torch.nn.init.normal_(model.predictor.net[-1].weight, std=0.1)  # trained-like: Δz depends on the actions
+    return model
+
+
+def test_rollout_steps_over_chunks_of_actions():
+    model = chunked_world_model(3).eval()
+    assert (model.action_chunk, model.context_span) == (3, 4)  # history 2, frames 3 steps apart
+    context = model.context(model.encode(random_frames(2, 2)))
+    actions = random_actions(2, 6)
+    with torch.no_grad():
+        preds = model.rollout(context, actions)
+        assert preds.shape == (2, 2, EMBED)  # one frame per chunk of 3 actions
+        # the first step reads the first three actions side by side
+        chunk = model.normalise_actions(actions[:, :3]).reshape(2, 6)
+        torch.testing.assert_close(preds[:, 0], model.temporal.latest(context) + model.predictor(context, chunk))
+        # every action of a chunk matters, and only for its own and later steps
+        changed = actions.clone()
+        changed[:, 4] = -changed[:, 4]
+        other = model.rollout(context, changed)
+    torch.testing.assert_close(other[:, 0], preds[:, 0])
+    assert not torch.allclose(other[:, 1], preds[:, 1])
+    with pytest.raises(ValueError, match="T must be a multiple of 3"):
+        model.rollout(context, random_actions(2, 4))
+    with pytest.raises(ValueError, match="a chunk of 3 actions of 2 needs 6"):
+        WorldModel(model.encoder, model.temporal, Predictor(model.temporal.context_dim, 2, EMBED, 8),
+                   torch.tensor((-1.0, -1.0)), torch.tensor((1.0, 1.0)), 2, 2, action_chunk=3)
+    with pytest.raises(ValueError, match="action_chunk=0: must be an int >= 1"):
+        chunked_world_model(0)
+
+
+def test_chunked_loss_matches_the_rollout_of_its_chunks():
+    """Frames k steps apart, every step's action: the loss is the rollout's error on those frames."""
+    model = chunked_world_model(2, history=2, horizon=2, var_weight=0.0, cov_weight=0.0)
+    frames, actions = random_frames(3, 5), random_actions(3, 6)  # 5 frames: 3 predicted, 2 actions each
+    out = model.loss(frames, actions)
+    with torch.no_grad():
+        z = model.encode(frames)
+        first = model.rollout(model.context(z[:, :2]), actions[:, :4])  # anchor 0: frames 2, 3
+        second = model.rollout(model.context(z[:, 1:3]), actions[:, 2:6])  # anchor 1: frames 3, 4
+        step1 = torch.cat([(first[:, 0] - z[:, 2]) ** 2, (second[:, 0] - z[:, 3]) ** 2]).mean()
+        step2 = torch.cat([(first[:, 1] - z[:, 3]) ** 2, (second[:, 1] - z[:, 4]) ** 2]).mean()
+    torch.testing.assert_close(out.terms["prediction_step1"], step1)
+    torch.testing.assert_close(out.terms["prediction_step2"], step2)
+    with pytest.raises(ValueError, match=r"\(frames - history\) x action_chunk = 6 actions"):
+        model.loss(frames, actions[:, :3])
+
+
+def test_chunked_model_learns_a_displacement_it_can_only_see_over_the_whole_chunk():
+    """A bright pixel moves by the sum of a chunk's actions: a chunked model learns to predict where (its error
+    falls far below that of copying the last embedding, on the embedding it learned)."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    b, k, length = 32, 3, 5
+    actions = torch.randint(-1, 2, (b, (length - 1) * k, 1), generator=g).float()
+    pos = torch.cat([torch.full((b, 1), 7.0), 7 + torch.cumsum(actions[..., 0], dim=1)], dim=1)[:, ::k]  # (B, L)
+    frames = torch.zeros(b, length, 3, IMG, IMG)
+    frames[torch.arange(b)[:, None], torch.arange(length), :, 8, pos.long()] = 1.0
+    encoder = SpatialEncoder.conv(IMG, 4, width=4, head="keypoints", keypoints=4)
+    temporal = TemporalEncoder(4, 16)
+    model = WorldModel(encoder, temporal, Predictor(temporal.context_dim, k, 4, 32), torch.tensor((-1.0,)),
+                       torch.tensor((1.0,)), 1, 2, action_chunk=k, var_weight=1.0, cov_weight=0.04)
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        out = model.loss(frames, actions)
+        optimiser.zero_grad()
+        out.total.backward()
+        optimiser.step()
+    with torch.no_grad():
+        z = model.encode(frames)
+        preds = model.rollout(model.context(z[:, :1]), actions)  # (B, 4, D): frames 1..4
+        error = float(((preds[:, 0] - z[:, 1]) ** 2).mean())
+        copy = float(((z[:, 0] - z[:, 1]) ** 2).mean())
+    assert float(z.std(dim=(0, 1)).min()) > 0.3  # not collapsed
+    assert error < 0.2 * copy, (error, copy)

@@ -27,10 +27,15 @@ class WorldModel(nn.Module):
 
     * ``encode(frames)``: ``(..., 3, H, W)`` uint8 or float in [0, 1] → ``(..., D)``.
     * ``context(z_history)``: ``(B, h, D)`` → ``(B, C)``.
-    * ``rollout(context, actions)``: ``(B, C)``, ``(B, T, A)`` → predicted embeddings ``(B, T, D)``
-      of the frames the actions lead to, autoregressively (T may exceed the training horizon).
-    * ``loss(frames, actions)``: frames ``(B, L, 3, H, W)``, actions ``(B, L - h, A)``, ``L >= h + horizon``
-      → :class:`LossOutput` (see :meth:`loss`).
+    * ``rollout(context, actions)``: ``(B, C)``, ``(B, T, A)`` → predicted embeddings ``(B, T / k, D)``
+      of the frames the actions lead to, one per chunk of ``k = action_chunk`` actions, autoregressively
+      (T may exceed the training horizon; it must be a multiple of k).
+    * ``loss(frames, actions)``: frames ``(B, L, 3, H, W)`` (k agent steps apart), actions ``(B, (L - h) k, A)``
+      (every agent step's), ``L >= h + horizon`` → :class:`LossOutput` (see :meth:`loss`).
+
+    With ``action_chunk = k > 1`` one predictor step covers k agent steps (LeWM / DINO-WM's frame skip): the
+    history frames are k steps apart and the predictor reads the chunk's k actions side by side. A plan of T
+    actions then costs T / k predictor steps, so the planner sees k times further for the same compute.
 
     Actions are rescaled from ``[action_low, action_high]`` to [-1, 1] inside the model. With
     ``ema_momentum`` set, prediction targets come from an EMA copy of the encoder (momentum raised to 1
@@ -60,8 +65,10 @@ class WorldModel(nn.Module):
                  var_weight: float = 1.0, cov_weight: float = 0.04, ema_momentum: float | None = None,
                  vicreg_within_sequence: bool = False, within_sequence_std: float = 0.0, freeze_encoder: bool = False,
                  regularizer: str = "vicreg", sigreg_weight: float = 0.1, sigreg_directions: int = 256,
-                 sigreg_proj_dim: int = 0) -> None:
+                 sigreg_proj_dim: int = 0, action_chunk: int = 1) -> None:
         super().__init__()
+        if isinstance(action_chunk, bool) or not isinstance(action_chunk, int) or action_chunk < 1:
+            raise ValueError(f"action_chunk={action_chunk!r}: must be an int >= 1")
         if regularizer not in ("vicreg", "sigreg"):
             raise ValueError(f"regularizer must be 'vicreg' or 'sigreg', not {regularizer!r}")
         if freeze_encoder and ema_momentum is not None:
@@ -70,7 +77,11 @@ class WorldModel(nn.Module):
         self.freeze_encoder = bool(freeze_encoder)
         if self.freeze_encoder:
             encoder.requires_grad_(False).eval()
-        self.history, self.horizon = int(history), int(horizon)
+        self.history, self.horizon, self.action_chunk = int(history), int(horizon), action_chunk
+        if predictor.action_dim != action_chunk * torch.as_tensor(action_low).numel():
+            raise ValueError(f"the predictor reads {predictor.action_dim} action dims; a chunk of {action_chunk} "
+                             f"actions of {torch.as_tensor(action_low).numel()} needs "
+                             f"{action_chunk * torch.as_tensor(action_low).numel()}")
         self.var_weight, self.cov_weight = float(var_weight), float(cov_weight)
         self.vicreg_within_sequence = bool(vicreg_within_sequence)
         self.within_sequence_std = float(within_sequence_std)
@@ -114,6 +125,12 @@ class WorldModel(nn.Module):
         return self.encoder.embed_dim
 
     @property
+    def context_span(self) -> int:
+        """Consecutive agent steps a context covers: ``(history - 1) x action_chunk + 1``; the context reads the
+        last of them and every ``action_chunk``-th before it (``steps[::action_chunk]``)."""
+        return (self.history - 1) * self.action_chunk + 1
+
+    @property
     def action_dim(self) -> int:
         return self.action_low.numel()
 
@@ -129,12 +146,17 @@ class WorldModel(nn.Module):
         return self.temporal(z_history)
 
     def rollout(self, context: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """``(B, C)``, ``(B, T, A)`` → ``(B, T, D)``: ``ẑ_{t+k} = ẑ_{t+k-1} + predictor(c_{t+k-1}, a_{t+k-1})``."""
+        """``(B, C)``, ``(B, T, A)`` → ``(B, T / k, D)``: ``ẑ_{j+1} = ẑ_j + predictor(c_j, chunk_j)``, where chunk j
+        holds actions ``jk .. jk + k - 1`` side by side (``k = action_chunk``)."""
         if actions.dim() != 3 or actions.shape[-1] != self.action_dim:
             raise ValueError(f"actions must be (B, T, {self.action_dim}), got {tuple(actions.shape)}")
         if actions.shape[0] != context.shape[0]:
             raise ValueError(f"actions batch {actions.shape[0]} != context batch {context.shape[0]}")
+        if actions.shape[1] % self.action_chunk:
+            raise ValueError(f"{actions.shape[1]} actions: the model predicts one frame per chunk of "
+                             f"{self.action_chunk} actions, so T must be a multiple of {self.action_chunk}")
         actions = self.normalise_actions(actions)
+        actions = actions.reshape(actions.shape[0], -1, self.action_chunk * self.action_dim)
         z = self.temporal.latest(context)
         preds = []
         for k in range(actions.shape[1]):
@@ -178,25 +200,29 @@ class WorldModel(nn.Module):
     def loss(self, frames: torch.Tensor, actions: torch.Tensor) -> LossOutput:
         """Multi-step latent prediction loss plus VICReg variance/covariance terms on the embeddings.
 
-        ``frames (B, L, 3, H, W)`` and ``actions (B, L - h, A)`` are sequences of ``L >= h + horizon``
-        frames; every anchor ``t`` with a full history and horizon inside the sequence is trained on
+        ``frames (B, L, 3, H, W)`` (``action_chunk`` agent steps apart) and ``actions (B, (L - h) k, A)`` (every
+        agent step's, ``k = action_chunk``) are sequences of ``L >= h + horizon`` frames; every anchor ``t`` with a
+        full history and horizon inside the sequence is trained on
         (``L - h - horizon + 1`` of them), so each encoded frame serves several predictions.
         With ``L = h + horizon`` this is one window per sample.
         """
         b, length = frames.shape[:2]
         h, horizon = self.history, self.horizon
         anchors = length - h - horizon + 1
-        if anchors < 1 or actions.shape[1] != length - h:
+        k = self.action_chunk
+        if anchors < 1 or actions.shape[1] != (length - h) * k:
             raise ValueError(f"frames has {length} steps and actions {actions.shape[1]}; expected at least "
-                             f"history + horizon = {h} + {horizon} frames and frames - history actions")
+                             f"history + horizon = {h} + {horizon} frames and (frames - history) x action_chunk "
+                             f"= {(length - h) * k} actions")
+        actions = actions.reshape(b, length - h, k * self.action_dim)  # one row per chunk
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
             z = self.encode(frames)  # (B, L, D)
         targets = z.detach() if self.target_encoder is None else self.target_embeddings(frames)
         # Anchor j predicts frames h+j .. h+j+horizon-1 from frames j .. j+h-1 and actions j .. j+horizon-1.
         z_hist = z.unfold(1, h, 1)[:, :anchors]  # (B, anchors, D, h)
         z_hist = z_hist.permute(0, 1, 3, 2).reshape(b * anchors, h, -1)
-        acts = actions.unfold(1, horizon, 1)[:, :anchors]  # (B, anchors, A, horizon)
-        acts = acts.permute(0, 1, 3, 2).reshape(b * anchors, horizon, -1)
+        acts = actions.unfold(1, horizon, 1)[:, :anchors]  # (B, anchors, kA, horizon)
+        acts = acts.permute(0, 1, 3, 2).reshape(b * anchors, horizon * k, -1)  # back to one row per action
         tgt = targets[:, h:].unfold(1, horizon, 1)[:, :anchors]  # (B, anchors, D, horizon)
         tgt = tgt.permute(0, 1, 3, 2).reshape(b * anchors, horizon, -1)
         contexts = self.context(z_hist)  # (B * anchors, C)
@@ -237,21 +263,26 @@ class WorldModel(nn.Module):
 
     def extra_repr(self) -> str:
         count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-        return (f"history={self.history}, horizon={self.horizon}, params: encoder={count(self.encoder):,} "
+        return (f"history={self.history}, horizon={self.horizon}, action_chunk={self.action_chunk}, "
+                f"params: encoder={count(self.encoder):,} "
                 f"temporal={count(self.temporal):,} predictor={count(self.predictor):,}")
 
 
 def build_world_model(encoder: SpatialEncoder, action_low: Any, action_high: Any, *, history: int, horizon: int,
                       temporal_hidden: int, predictor_hidden: int, predictor_depth: int, var_weight: float,
                       cov_weight: float, ema_momentum: float | None = None, vicreg_within_sequence: bool = False,
-                      within_sequence_std: float = 0.0, freeze_encoder: bool = False, **regularizer: Any) -> WorldModel:
+                      within_sequence_std: float = 0.0, freeze_encoder: bool = False, action_chunk: int = 1,
+                      **regularizer: Any) -> WorldModel:
     """A world model around ``encoder`` for an env with these action bounds ``(A,)``: a GRU temporal
     encoder of ``temporal_hidden`` units and an MLP predictor (``predictor_depth`` layers of
-    ``predictor_hidden``); the loss settings (``regularizer`` and the ``sigreg_*`` ones among them) are
+    ``predictor_hidden``) reading ``action_chunk`` actions per step; the loss settings (``regularizer`` and the
+    ``sigreg_*`` ones among them) are
     :class:`WorldModel`'s."""
     temporal = TemporalEncoder(encoder.embed_dim, temporal_hidden)
     low = torch.as_tensor(action_low, dtype=torch.float32).flatten()
-    predictor = Predictor(temporal.context_dim, low.numel(), encoder.embed_dim, predictor_hidden, predictor_depth)
+    predictor = Predictor(temporal.context_dim, action_chunk * low.numel(), encoder.embed_dim, predictor_hidden,
+                          predictor_depth)
     return WorldModel(encoder, temporal, predictor, low, action_high, history, horizon, var_weight=var_weight,
                       cov_weight=cov_weight, ema_momentum=ema_momentum, vicreg_within_sequence=vicreg_within_sequence,
-                      within_sequence_std=within_sequence_std, freeze_encoder=freeze_encoder, **regularizer)
+                      within_sequence_std=within_sequence_std, freeze_encoder=freeze_encoder,
+                      action_chunk=action_chunk, **regularizer)

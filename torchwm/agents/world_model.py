@@ -39,9 +39,10 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
 
         c = self.cfg
         train_eps, heldout_eps = self.split(store)
-        train_set = TrajectoryWindows(store, c.model.history, self.sequence_length, episodes=train_eps)
+        k = c.model.action_chunk
+        train_set = TrajectoryWindows(store, c.model.history, self.sequence_length, episodes=train_eps, stride=k)
         heldout = (TrajectoryWindows(store, c.model.history, c.model.history + 2 * c.predict_horizon,
-                                     episodes=heldout_eps) if heldout_eps else None)
+                                     episodes=heldout_eps, stride=k) if heldout_eps else None)
         return train_set, heldout
 
     def make_env(self):
@@ -77,7 +78,8 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
             encoder = self.spatial_encoder()
         return build_world_model(encoder, action_low, action_high, history=m.history, horizon=c.predict_horizon,
                                  temporal_hidden=m.temporal_hidden, predictor_hidden=m.predictor_hidden,
-                                 predictor_depth=m.predictor_depth, var_weight=t.var_weight, cov_weight=t.cov_weight,
+                                 predictor_depth=m.predictor_depth, action_chunk=m.action_chunk,
+                                 var_weight=t.var_weight, cov_weight=t.cov_weight,
                                  ema_momentum=t.ema_momentum if t.ema else None,
                                  vicreg_within_sequence=t.vicreg_within_sequence,
                                  within_sequence_std=t.within_sequence_std, freeze_encoder=m.freeze_encoder,
@@ -114,13 +116,15 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
         return self._fit(model, trainer, after_fit=after_fit)
 
     def _fit_whitening(self, model: WorldModel, store, limit: int = 100) -> None:
-        """Fit the model's step whitening (:meth:`WorldModel.fit_whitening`) on up to ``limit`` training episodes."""
+        """Fit the model's step whitening (:meth:`WorldModel.fit_whitening`) on up to ``limit`` training episodes,
+        a step being one predictor step (``model.action_chunk`` agent steps)."""
         from torchwm.eval.state_probe import embed_frames
 
         indices = self.split(store)[0]
         was_training = model.training
         model.eval()
-        model.fit_whitening(embed_frames(model.encode, np.array(store.episode(i).frames), self.device)  # from disk
+        k = model.action_chunk
+        model.fit_whitening(embed_frames(model.encode, np.array(store.episode(i).frames[::k]), self.device)  # disk
                             for i in list(indices)[:limit])
         model.train(was_training)
 
@@ -187,8 +191,9 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
 
     @torch.no_grad()
     def plan(self, frames_history: Any, goal_image: Any) -> np.ndarray:
-        """One planning call: ``frames_history`` uint8 ``(h, 3, H, W)`` (or one frame ``(3, H, W)``; older
-        frames are padded by repeating the first) and ``goal_image`` ``(3, H, W)`` → the first action ``(A,)``.
+        """One planning call: ``frames_history`` uint8 ``(n, 3, H, W)``, the last n observations in step order (or
+        one frame ``(3, H, W)``; the model reads the last ``model.context_span`` of them, older ones padded by
+        repeating the first) and ``goal_image`` ``(3, H, W)`` → the first action ``(A,)``.
 
         Stateless (no warm start); for closed-loop control use :meth:`controller`.
         """
@@ -199,8 +204,9 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
             frames = frames[None]
         if frames.dim() != 4 or tuple(frames.shape[1:]) != (3, size, size):
             raise ValueError(f"frames_history must be (h, 3, {size}, {size}), got {tuple(frames.shape)}")
-        h = model.history
-        frames = torch.cat([frames[:1].expand(max(h - len(frames), 0), -1, -1, -1), frames])[-h:]
+        span = model.context_span
+        frames = torch.cat([frames[:1].expand(max(span - len(frames), 0), -1, -1, -1), frames])[-span:]
+        frames = frames[::model.action_chunk]
         goal = torch.as_tensor(np.asarray(goal_image), device=self.device)
         context = model.context(model.encode(frames)[None])
         result = self.planner().plan(model, context, model.encode(goal[None]), model.action_low, model.action_high)

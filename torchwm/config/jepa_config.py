@@ -166,6 +166,11 @@ class JEPAConfig:
             if ok("planning.execute_steps", "planning.horizon") and pl.execute_steps > pl.horizon:
                 problems.append(f"planning.execute_steps={pl.execute_steps!r}, planning.horizon={pl.horizon!r}: "
                                 "execute_steps must be <= horizon")
+        if (isinstance(pl, PlanningConfig) and isinstance(self.model, ModelConfig)
+                and ok("planning.horizon", "model.action_chunk") and pl.horizon % self.model.action_chunk):
+            problems.append(f"planning.horizon={pl.horizon!r}, model.action_chunk={self.model.action_chunk!r}: the "
+                            "model predicts one frame per chunk of actions, so the horizon (in agent steps) must be "
+                            "a multiple of action_chunk")
         pt = self.pretrain
         if isinstance(pt, PretrainConfig):
             for low, high in (("target_scale_min", "target_scale_max"), ("target_aspect_min", "target_aspect_max"),

@@ -64,7 +64,12 @@ class ModelConfig:
     """keep the spatial encoder's weights fixed: only the temporal encoder and the predictor train, and the
     variance/covariance terms apply to the temporal context (what trains) instead of the frame embeddings"""
     history: int = opt(3, min=1)
-    """frames fused by the temporal encoder (>= 1)"""
+    """frames fused by the temporal encoder (>= 1), ``action_chunk`` agent steps apart"""
+    action_chunk: int = opt(1, min=1)
+    """agent steps (actions) per predictor step: the model sees frames this many steps apart and predicts the
+    frame after a chunk of as many actions (LeWM / DINO-WM's frame skip). Training sequences and the predicted
+    horizon count chunks; planning.horizon counts agent steps and must be a multiple of it, and
+    planning.execute_steps should be one too (re-plan on chunk boundaries). 1 = every step"""
     conv_width: int = opt(32, min=1)
     """channels of the conv encoder's first layer; later layers use 2x, 4x, 8x (>= 1)"""
     conv_head: str = opt("flatten", choices=("flatten", "keypoints"))
@@ -150,7 +155,8 @@ class PlanningConfig:
     iterations: int = opt(10, min=1)
     """optimisation iterations per planning step (>= 1)"""
     horizon: int = opt(5, min=1)
-    """planned actions per sequence (>= 1)"""
+    """planned actions per sequence (>= 1; a multiple of model.action_chunk, the model predicting one frame per
+    chunk)"""
     init_std: float = opt(1.0, gt=0.0)
     """initial standard deviation of the action distribution, in normalised action units (> 0)"""
     temperature: float = opt(0.5, gt=0.0)

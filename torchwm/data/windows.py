@@ -9,7 +9,9 @@ lead to::
     actions                  a_t .. a_{t+F-1}               (F, A)              float32
     states  the physics states of the same frames           (length, S)         float64
 
-Valid anchors are ``history - 1 <= t <= T - F`` for an episode of ``T`` steps. Items are read
+Valid anchors are ``history - 1 <= t <= T - F`` for an episode of ``T`` steps. With ``stride = k > 1`` (a
+world model that steps over chunks of k actions) the frames are k steps apart, ``o_{t-(history-1)k} .. o_t ..
+o_{t+Fk}``, and the actions are still every step's, ``a_t .. a_{t+Fk-1}`` ``(F k, A)``. Items are read
 from the store's memory maps (only the window is copied), which each process opens lazily, so the
 dataset works with ``DataLoader(num_workers > 0)`` under fork or spawn.
 """
@@ -116,44 +118,45 @@ class EpisodeSpans(Dataset):
 
 
 class TrajectoryWindows(EpisodeSpans):
-    """Every valid ``(episode, t)`` window of ``length`` frames in ``store`` (see module docs), the first
-    ``history`` of them the context, optionally over a subset of episodes.
+    """Every valid ``(episode, t)`` window of ``length`` frames ``stride`` steps apart in ``store`` (see module
+    docs), the first ``history`` of them the context, optionally over a subset of episodes.
 
     ``episodes``: indices of the episodes to use (e.g. from :func:`split_episodes`); default all.
     Episodes too short for one window are skipped; if none is long enough, ``ValueError``.
     """
 
     def __init__(self, store: TrajectoryStore, history: int, length: int,
-                 episodes: Sequence[int] | None = None) -> None:
-        for name, value, low in (("history", history, 1), ("length", length, 2)):
+                 episodes: Sequence[int] | None = None, stride: int = 1) -> None:
+        for name, value, low in (("history", history, 1), ("length", length, 2), ("stride", stride, 1)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"{name}={value!r}: must be an integer >= {low}")
         if length <= history:
             raise ValueError(f"length={length!r}: must be > history={history!r} (a window holds the history "
                              "frames and at least one frame after them)")
-        self.history, self.length = int(history), int(length)
+        self.history, self.length, self.stride = int(history), int(length), int(stride)
         self.future = self.length - self.history
-        """frames after the anchor (and actions) in each window"""
-        super().__init__(store, self.length - 1, episodes, "window")
+        """frames after the anchor in each window (``future x stride`` actions)"""
+        super().__init__(store, (self.length - 1) * self.stride, episodes, "window")
 
     def locate(self, item: int) -> tuple[int, int]:
         """Dataset index -> ``(episode index, anchor step t)``."""
         index, start = self.span_start(item)
-        return index, start + self.history - 1
+        return index, start + (self.history - 1) * self.stride
 
     def __getitem__(self, item: int) -> Window:
         index, t = self.locate(int(item))
         ep = self._episode(index)
-        lo, hi = t - self.history + 1, t + self.future + 1
+        k = self.stride
+        frames = slice(t - (self.history - 1) * k, t + self.future * k + 1, k)
         return Window(
-            frames=torch.from_numpy(np.array(ep.frames[lo:hi])),
-            actions=torch.from_numpy(np.array(ep.actions[t:t + self.future])),
-            states=torch.from_numpy(np.array(ep.states[lo:hi])),
+            frames=torch.from_numpy(np.array(ep.frames[frames])),
+            actions=torch.from_numpy(np.array(ep.actions[t:t + self.future * k])),
+            states=torch.from_numpy(np.array(ep.states[frames])),
         )
 
     def __repr__(self) -> str:
         return (f"TrajectoryWindows({len(self)} windows from {len(self.episodes)} episodes of "
-                f"{self.store.meta.env_id}, history={self.history}, length={self.length})")
+                f"{self.store.meta.env_id}, history={self.history}, length={self.length}, stride={self.stride})")
 
 
 class StoreFrames(EpisodeSpans):

@@ -42,8 +42,9 @@ class PredictionErrors:
 def prediction_errors(model, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], history: int) -> PredictionErrors:
     """Roll ``model`` out on held-out windows and compare with the embeddings of the true frames.
 
-    ``batches`` yields ``(frames (B, history + K, 3, H, W), actions (B, K, A))``; targets are the model's
-    own (target) embeddings of the future frames, as in training. Works with any ``WorldModel``.
+    ``batches`` yields ``(frames (B, history + K, 3, H, W), actions (B, K k, A))`` (frames ``k =
+    model.action_chunk`` steps apart, every step's action); targets are the model's own (target) embeddings of
+    the future frames, as in training. Works with any ``WorldModel``.
     """
     sq_model = sq_copy = None
     count = 0

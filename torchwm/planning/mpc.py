@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -20,7 +21,9 @@ def _device(model: Any) -> torch.device:
 class MPCController:
     """Drives E episodes toward goal images with a planner over a world model's latent space.
 
-    Keeps the last ``history`` frame embeddings per episode (at the start, the first frame repeated),
+    Keeps the last ``history`` frame embeddings per episode (at the start, the first frame repeated), ``k =
+    model.action_chunk`` steps apart for a model that steps over chunks of k actions (it keeps the last
+    ``(history - 1) k + 1`` and passes every k-th; the planner's horizon must then be a multiple of k),
     embeds the goal once, and re-plans every ``execute_steps`` calls to :meth:`act`, warm-started with
     the previous plan shifted by ``execute_steps`` (:func:`shift_plan`); in between it returns the
     plan's next action.
@@ -40,9 +43,19 @@ class MPCController:
         self.model, self.planner = model, planner
         self.history = model.history if history is None else history
         check("history", self.history, is_int(self.history) and self.history >= 1, "an int >= 1")
+        self.chunk = getattr(model, "action_chunk", 1)
+        if planner.horizon % self.chunk:
+            raise ValueError(f"planner horizon={planner.horizon}: the model predicts one frame per chunk of "
+                             f"{self.chunk} actions, so the horizon must be a multiple of {self.chunk}")
+        self.span = (self.history - 1) * self.chunk + 1
         self.execute_steps = check("execute_steps", execute_steps,
                                    is_int(execute_steps) and 1 <= execute_steps <= planner.horizon,
                                    f"an int in [1, planner.horizon={planner.horizon}]")
+        if self.execute_steps % self.chunk:
+            warnings.warn(f"execute_steps={execute_steps} with a model that predicts one frame per chunk of "
+                          f"{self.chunk} actions: re-planning between chunk boundaries shifts the steps the cost "
+                          f"sees, so a plan that meets the goal at one is not carried out; set execute_steps "
+                          f"(planning.execute_steps) to a multiple of {self.chunk}", stacklevel=2)
         self.device = _device(model)
         self.low = torch.as_tensor(model.action_low if low is None else low, device=self.device).float()
         self.high = torch.as_tensor(model.action_high if high is None else high, device=self.device).float()
@@ -52,7 +65,7 @@ class MPCController:
     def reset(self, first_frames: Any, goal_frames: Any) -> None:
         """Start E episodes: history ``(E, history, D)`` of the first frame, goal embedding ``(E, D)``."""
         z = self.model.encode(torch.as_tensor(first_frames, device=self.device))  # (E, D)
-        self._z = z[:, None].repeat(1, self.history, 1)
+        self._z = z[:, None].repeat(1, self.span, 1)
         self._goal = self.model.encode(torch.as_tensor(goal_frames, device=self.device))
         self.steps, self.current_plan = 0, None
         self.result: PlanResult | None = None
@@ -65,7 +78,7 @@ class MPCController:
         if self._z is None:
             raise RuntimeError("call reset(first_frames, goal_frames) before act()")
         z = self.model.encode(torch.as_tensor(frames, device=self.device))  # (E, D)
-        self._z = torch.cat([self._z[:, 1:], z[:, None]], dim=1)  # (E, history, D)
+        self._z = torch.cat([self._z[:, 1:], z[:, None]], dim=1)  # (E, span, D)
         k = self.steps % self.execute_steps
         if k == 0:
             self._replan()
@@ -75,7 +88,7 @@ class MPCController:
     def _replan(self) -> None:
         warm = None if self.current_plan is None else shift_plan(self.current_plan, self.execute_steps)
         start = time.perf_counter()
-        self.result = self.planner.plan(self.model, self.model.context(self._z), self._goal, self.low,
+        self.result = self.planner.plan(self.model, self.model.context(self._z[:, ::self.chunk]), self._goal, self.low,
                                         self.high, init_mean=warm)
         if self.result.actions.is_cuda:
             torch.cuda.synchronize(self.result.actions.device)

@@ -39,10 +39,11 @@ class Rollouts:
 
 @torch.no_grad()
 def latent_rollouts(model, frames: torch.Tensor, actions: torch.Tensor) -> Rollouts:
-    """``frames (B, h + T, 3, H, W)``, ``actions (B, T, A)`` → :class:`Rollouts` (``h = model.history``)."""
-    h = model.history
+    """``frames (B, h + T, 3, H, W)``, ``actions (B, T k, A)`` → :class:`Rollouts` (``h = model.history``,
+    ``k = model.action_chunk``: frames k steps apart, every step's action)."""
+    h, k = model.history, getattr(model, "action_chunk", 1)
     z = model.encode(frames)
-    predicted = model.rollout(model.context(z[:, :h]), actions[:, : frames.shape[1] - h])
+    predicted = model.rollout(model.context(z[:, :h]), actions[:, : (frames.shape[1] - h) * k])
     return Rollouts(z.float().cpu(), predicted.float().cpu(), h)
 
 
