@@ -44,7 +44,8 @@ def evaluate(preset: str, domain: str, episodes: int, seed: int, parallel: int, 
     seeds, steps = episode_seeds(seed, episodes), agent.episode_steps()
     start = time.perf_counter()
     planned = simulator_goal_reaching(agent.make_env, agent.planner(), seeds, steps, parallel=parallel, seed=seed,
-                                      threads=threads, progress=False)
+                                      threads=threads, progress=False,
+                                      execute_steps=agent.cfg.planning.execute_steps)
     seconds = time.perf_counter() - start
     low, high = agent.action_bounds()
     randomly, _ = run_episodes(agent.make_env, RandomPolicy(low, high, seed), seeds, steps, parallel=parallel,

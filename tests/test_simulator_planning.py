@@ -80,3 +80,27 @@ def test_ceiling_table_pairs_the_learned_runs_successes_on_the_same_episodes(tmp
                                      "0.100 / 0.100 | 50 | 1.5 min |")
     other = {**row, "seeds": episode_seeds(2000, 3)}  # episodes the saved evaluation did not cover
     assert ", 4 eps, seed 1000 | - | 0% |" in planner_ceiling.table([other], tmp_path)
+
+
+def test_simulator_policy_carries_out_execute_steps_actions_of_each_plan():
+    from torchwm.eval.simulator_planning import SimulatorPolicy
+
+    class CountingCEM(CEM):
+        calls = 0
+
+        def plan(self, *args, **kwargs):
+            CountingCEM.calls += 1
+            return super().plan(*args, **kwargs)
+
+    planner = CountingCEM(samples=16, elites=4, iterations=2, horizon=4, cost_steps="min")
+    envs = [make("dmc:point_mass-easy", image_size=16)]
+    envs[0].reset(seed=3)
+    policy = SimulatorPolicy(envs, planner, execute_steps=3)
+    policy.reset(np.zeros((1, 16, 16, 3)), np.zeros((1, 16, 16, 3)))
+    taken = [policy.act(np.zeros((1, 16, 16, 3))) for _ in range(7)]
+    assert CountingCEM.calls == 3  # steps 0, 3 and 6 plan
+    first_plan = policy.plan  # the plan made at step 6; its first action is the last one taken
+    np.testing.assert_array_equal(taken[6], first_plan[:, 0].numpy())
+    assert not np.allclose(taken[0], taken[1]), "steps between plans carry out the plan's later actions"
+    with pytest.raises(ValueError, match="execute_steps"):
+        SimulatorPolicy(envs, planner, execute_steps=5)

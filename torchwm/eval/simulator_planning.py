@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from torchwm.envs.domains import coordinate_features
-from torchwm.planning.base import Planner, shift_plan
+from torchwm.planning.base import Planner, check, is_int, shift_plan
 
 _FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
@@ -72,12 +72,15 @@ class SimulatorPolicy:
     """A goal policy (:class:`~torchwm.eval.goal_reaching.GoalPolicy`) that plans with :class:`SimulatorModel`.
 
     It reads the true states and goals of ``envs`` (the environments :func:`run_episodes` makes: pass it a
-    ``make_env`` that appends to the same list), re-plans every step warm-started with the previous plan
-    shifted by one, and returns the plan's first action ``(E, A)``. The frames it is handed are not used.
+    ``make_env`` that appends to the same list), re-plans every ``execute_steps`` steps warm-started with the
+    previous plan shifted by as many, as :class:`~torchwm.planning.MPCPolicy` does, and returns the plan's next
+    action ``(E, A)``. The frames it is handed are not used.
     """
 
-    def __init__(self, envs: list[Any], planner: Planner, threads: int = 1) -> None:
-        self.envs, self.planner, self.threads = envs, planner, threads
+    def __init__(self, envs: list[Any], planner: Planner, threads: int = 1, execute_steps: int = 1) -> None:
+        check("execute_steps", execute_steps, is_int(execute_steps) and 1 <= execute_steps <= planner.horizon,
+              f"an int in [1, planner.horizon={planner.horizon}]")
+        self.envs, self.planner, self.threads, self.execute_steps = envs, planner, threads, int(execute_steps)
         self.model: SimulatorModel | None = None
 
     def reset(self, first_frames: np.ndarray, goal_frames: np.ndarray) -> None:
@@ -90,23 +93,29 @@ class SimulatorPolicy:
         self.low = torch.as_tensor(space.low, dtype=torch.float64)
         self.high = torch.as_tensor(space.high, dtype=torch.float64)
         self.plan: torch.Tensor | None = None
+        self.step = 0
 
     @torch.no_grad()
     def act(self, frames: np.ndarray) -> np.ndarray:
-        model = self.model
-        context = torch.from_numpy(np.stack([model.state(env) for env in self.envs[:len(frames)]]))
-        warm = None if self.plan is None else shift_plan(self.plan)
-        self.plan = self.planner.plan(model, context, self.goal, self.low, self.high, init_mean=warm).actions
-        return self.plan[:, 0].numpy()
+        k = self.step % self.execute_steps
+        if k == 0:
+            model = self.model
+            context = torch.from_numpy(np.stack([model.state(env) for env in self.envs[:len(frames)]]))
+            warm = None if self.plan is None else shift_plan(self.plan, self.execute_steps)
+            self.plan = self.planner.plan(model, context, self.goal, self.low, self.high, init_mean=warm).actions
+        self.step += 1
+        return self.plan[:, k].numpy()
 
 
 def simulator_goal_reaching(make_env: Callable[[], Any], planner: Planner, seeds: list[int], episode_steps: int,
-                            parallel: int = 10, progress: bool = True, seed: int = 0, threads: int = 1):
+                            parallel: int = 10, progress: bool = True, seed: int = 0, threads: int = 1,
+                            execute_steps: int = 1):
     """Goal-reaching with the simulator as the model: a :class:`~torchwm.eval.goal_reaching.PolicyResult`.
 
     ``make_env`` builds a goal-conditioned env (:func:`torchwm.envs.make`); ``seeds`` and ``episode_steps`` are
     :func:`~torchwm.eval.goal_reaching.run_episodes`'. ``planner``'s samples are drawn from torch's RNG seeded with
-    ``seed`` (restored afterwards); ``threads`` MuJoCo threads roll the candidates out.
+    ``seed`` (restored afterwards); ``threads`` MuJoCo threads roll the candidates out; each plan's first
+    ``execute_steps`` actions are carried out before the next.
     """
     from torchwm.eval.goal_reaching import run_episodes
 
@@ -119,6 +128,6 @@ def simulator_goal_reaching(make_env: Callable[[], Any], planner: Planner, seeds
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        result, _ = run_episodes(tracked_env, SimulatorPolicy(envs, planner, threads), seeds, episode_steps,
+        result, _ = run_episodes(tracked_env, SimulatorPolicy(envs, planner, threads, execute_steps), seeds, episode_steps,
                                  parallel=parallel, progress=progress, desc="plan (simulator)")
     return result
