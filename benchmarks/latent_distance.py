@@ -26,6 +26,9 @@ one grid point's embedding as a cost landscape (what a planner's L2 cost sees). 
   spatial-softmax weight. Near 1, every keypoint sits on one position of the head's 1/4-resolution map and jumps
   a whole position (4 pixels) as the body crosses into the next. Sharp keypoints and a staircase go together, but
   a finer map does not remove the staircase (docs/BENCHMARKS.md).
+* state probe R² (linear / k-NN): the run's state probe (``torchwm.eval.state_probe``, the domain's position
+  targets, held-out frames) read by ridge regression and by 10 nearest neighbours. A k-NN figure far above the
+  linear one: the embedding holds the state, bent, so its L2 distance (the planner's cost) ranks states poorly.
 * target share (reacher only, whose target moves between episodes and stays put within one): the arm on a
   13 x 13 lattice for each of the 8 target positions reacher's own resets (seeds 0-7) place, every frame embedded; the
   share of the embedding's variance that the target carries (over targets at a fixed pose, beside the variance
@@ -188,6 +191,14 @@ def step_concentration(agent, spec, episodes: int = 60, top: float = 0.1) -> tup
     return share(latent), share(physical)
 
 
+def probe_shapes(agent) -> tuple[float, float]:
+    """Held-out R² of the run's state probe (positions): ``(linear, k-NN)``."""
+    store = agent.collect()
+    with torch.no_grad():
+        scores = agent.state_probe(store, *agent.split(store))(agent.world_model.encode)
+    return scores["eval/probe_r2"], scores["eval/probe_knn_r2"]
+
+
 def main() -> None:
     from torchwm import JEPAAgent
 
@@ -214,18 +225,20 @@ def main() -> None:
         stats["peak"] = peak
         stats["top_latent"], stats["top_physical"] = step_concentration(agent, spec)
         stats["target"] = target_share(agent, spec) if spec.name == "reacher" else None
+        stats["probe"] = probe_shapes(agent)
         rows.append((run, agent.world_model.embed_dim, stats))
     print(f"{args.grid}x{args.grid} positions, {args.pairs} descent pairs")
     print()
     print("| run | embedding | Spearman(latent, physical) | spurious minima per goal | descent reaches goal "
           "| y / x sensitivity | largest 10% of steps (latent / physical) | keypoint attention peak "
-          "| target share (variance / move over arm move) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| state probe R² (linear / k-NN) | target share (variance / move over arm move) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for run, dim, s in rows:
         peak = "-" if s["peak"] is None else f"{s['peak']:.2f}"
         target = "-" if s["target"] is None else f"{s['target'][0]:.2f} / {s['target'][1]:.1f}"
         print(f"| {run} | {dim} | {s['spearman']:.2f} | {s['minima']:.1f} | {100 * s['reached']:.0f}% "
-              f"| {s['y_over_x']:.2f} | {s['top_latent']:.2f} / {s['top_physical']:.2f} | {peak} | {target} |")
+              f"| {s['y_over_x']:.2f} | {s['top_latent']:.2f} / {s['top_physical']:.2f} | {peak} "
+              f"| {s['probe'][0]:.2f} / {s['probe'][1]:.2f} | {target} |")
 
 
 if __name__ == "__main__":

@@ -46,8 +46,9 @@ def test_train_writes_a_complete_run_directory(trained):
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["steps"] == metrics["steps"] == 6
     for key in ["loss/prediction", "loss/variance", "collapse/effective_rank", "eval/pred_error_step1",
-                "eval/copy_error_step4", "eval/probe_r2", "train/frames_per_s"]:
+                "eval/copy_error_step4", "eval/probe_r2", "eval/probe_knn_r2", "train/frames_per_s"]:
         assert key in saved and np.isfinite(saved[key]), key
+    assert saved["eval/probe_knn_r2"] <= 1.0
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == 6
 

@@ -49,3 +49,32 @@ def test_single_target_column():
     assert probe.predict(x).shape == (100,)
     np.testing.assert_allclose(probe.predict(x), y, atol=1e-8)
     assert probe.r2(x, y) == pytest.approx(1.0)
+
+
+def test_neighbour_probe_reads_a_bent_state_the_linear_probe_cannot():
+    from torchwm.eval import NeighbourProbe
+
+    rng = np.random.default_rng(3)
+    angle = rng.uniform(-np.pi, np.pi, size=2000)
+    z = np.stack([np.cos(2 * angle), np.sin(2 * angle)], 1)  # the angle, wound twice round a circle
+    target = np.stack([np.sin(angle), np.cos(angle)], 1)  # ...read back as its sine and cosine: not linear in z
+    train, test = slice(0, 1500), slice(1500, None)
+    # z holds only 2 * angle, so the sign of (sin, cos) of the angle is lost: k-NN cannot beat chance either
+    assert NeighbourProbe(10).fit(z[train], target[train]).r2(z[test], target[test]) < 0.1
+    bent = np.stack([angle, 0.01 * rng.normal(size=2000)], 1)  # the angle itself: all there, but not as sin/cos
+    linear = LinearProbe().fit(bent[train], target[train]).r2(bent[test], target[test])
+    neighbours = NeighbourProbe(10).fit(bent[train], target[train])
+    assert neighbours.r2(bent[test], target[test]) > 0.98 and linear < 0.5
+    assert neighbours.predict(torch.from_numpy(bent[test]).float()).shape == (500, 2)
+    assert neighbours.r2(bent[test], rng.normal(size=(500, 2))) < 0.05  # unrelated targets
+
+
+def test_neighbour_probe_rejects_bad_k_and_too_few_samples():
+    from torchwm.eval import NeighbourProbe
+
+    with pytest.raises(ValueError, match="k=0"):
+        NeighbourProbe(0)
+    with pytest.raises(ValueError, match="fewer than k=10"):
+        NeighbourProbe(10).fit(np.zeros((5, 2)), np.zeros((5, 1)))
+    with pytest.raises(ValueError, match="4 inputs but 3 targets"):
+        NeighbourProbe(2).fit(np.zeros((4, 2)), np.zeros((3, 1)))

@@ -1,4 +1,5 @@
-"""Linear probes: how much of the physics state a frame embedding holds linearly."""
+"""State probes: how much of the physics state a frame embedding holds, linearly (:class:`LinearProbe`) and at
+all (:class:`NeighbourProbe`)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,21 @@ def probe_kinds(env_id: str) -> tuple[str, ...]:
     return env_domain(env_id).probe_kinds
 
 
-class LinearProbe:
+class _Probe:
+    """Shared by the probes: ``r2(x, y)``, the coefficient of determination of ``predict(x)`` averaged over
+    target columns (1 is perfect, 0 is no better than predicting the mean)."""
+
+    def predict(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        raise NotImplementedError
+
+    def r2(self, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
+        y = _np(y)
+        residual = ((y - self.predict(x)) ** 2).sum(0)
+        total = ((y - y.mean(0)) ** 2).sum(0) + 1e-12
+        return float(np.mean(1.0 - residual / total))
+
+
+class LinearProbe(_Probe):
     """Ridge regression (scikit-learn's ``Ridge``, float64) on standardised features.
 
     The penalty is ``ridge * N`` (``N`` training samples) on the weights of the standardised features, none
@@ -49,11 +64,33 @@ class LinearProbe:
     def predict(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
         return self.regressor.predict((_np(x) - self.mean) / self.scale)
 
-    def r2(self, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
-        y = _np(y)
-        residual = ((y - self.predict(x)) ** 2).sum(0)
-        total = ((y - y.mean(0)) ** 2).sum(0) + 1e-12
-        return float(np.mean(1.0 - residual / total))
+
+class NeighbourProbe(_Probe):
+    """k-nearest-neighbour regression (scikit-learn's ``KNeighborsRegressor``, the mean of the ``k`` nearest
+    training targets by L2 distance between raw embeddings): what an embedding holds in any shape, not only
+    linearly. Where it reads the state and :class:`LinearProbe` does not, the state is in the embedding but
+    bent, and a latent L2 distance will rank states poorly. ``fit(x (N, D), y (N, F))``, ``predict(x) → (N, F)``,
+    ``r2(x, y)``. Raw distances, not standardised ones: the metric a planner's cost uses.
+    """
+
+    def __init__(self, k: int = 10) -> None:
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"k={k!r}: expected an int >= 1 (the neighbours averaged)")
+        self.k = k
+
+    def fit(self, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> NeighbourProbe:
+        from sklearn.neighbors import KNeighborsRegressor
+
+        x, y = _np(x), _np(y)
+        if len(x) != len(y):
+            raise ValueError(f"{len(x)} inputs but {len(y)} targets")
+        if len(x) < self.k:
+            raise ValueError(f"{len(x)} training samples, fewer than k={self.k} neighbours")
+        self.regressor = KNeighborsRegressor(n_neighbors=self.k).fit(x, y)
+        return self
+
+    def predict(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        return self.regressor.predict(_np(x))
 
 
 def _np(a: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""Linear probes of the physics state from one frame's embedding, for any encoder (a world model's, or a
-pretrained one): how much of where the bodies are an embedding holds linearly.
+"""Probes of the physics state from one frame's embedding, for any encoder (a world model's, or a pretrained
+one): how much of where the bodies are an embedding holds linearly, and (k-NN) in any shape.
 
 The targets are the domain's (:class:`~torchwm.envs.domains.DomainSpec`: for reacher the elbow and fingertip
 positions, and sin/cos of the joint angles; for point_mass the mass's position). Probes are fitted on frames
@@ -13,7 +13,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from torchwm.eval.probes import LinearProbe, probe_kinds, probe_targets
+from torchwm.eval.probes import LinearProbe, NeighbourProbe, probe_kinds, probe_targets
+
+NEIGHBOURS = 10
+"""neighbours the k-NN state probe averages"""
 
 Encode = Callable[[torch.Tensor], torch.Tensor]
 """uint8 frames ``(N, 3, H, W)`` on a device → embeddings ``(N, D)``"""
@@ -77,11 +80,16 @@ class StateProbe:
         return z_train, z_test
 
     def scores(self, z_train: torch.Tensor, z_test: torch.Tensor | None) -> dict[str, float]:
+        """Held-out and training R² of the linear probe per kind, and with held-out frames the k-NN probe's
+        held-out R² (``eval/probe_knn_r2{suffix}``: the state the embedding holds in any shape)."""
         out: dict[str, float] = {}
         for suffix in self.kinds:
             probe = LinearProbe().fit(z_train, self.train_targets[suffix])
             if z_test is not None:
                 out[f"eval/probe_r2{suffix}"] = probe.r2(z_test, self.test_targets[suffix])
+                if len(z_train) >= NEIGHBOURS:
+                    neighbours = NeighbourProbe(NEIGHBOURS).fit(z_train, self.train_targets[suffix])
+                    out[f"eval/probe_knn_r2{suffix}"] = neighbours.r2(z_test, self.test_targets[suffix])
             out[f"eval/probe_r2{suffix}_train"] = probe.r2(z_train, self.train_targets[suffix])
         return out
 
