@@ -157,11 +157,13 @@ def test_wilson_interval_matches_known_values(successes, n, low, high):
 
 
 def test_results_table_reports_steps_to_success_only_where_goals_were_reached():
-    reached = PolicyResult(np.array([True, False]), np.array([0.01, 0.3]), np.array([0.01, 0.2]), np.array([7, -1]), 2.5)
-    never = PolicyResult(np.array([False, False]), np.array([0.3, 0.4]), np.array([0.2, 0.3]), np.array([-1, -1]), 0.0)
+    reached = PolicyResult(np.array([True, False]), np.array([0.01, 0.3]), np.array([0.01, 0.2]), np.array([7, -1]),
+                           2.5, 1.25)
+    never = PolicyResult(np.array([False, False]), np.array([0.3, 0.4]), np.array([0.2, 0.3]), np.array([-1, -1]),
+                         0.0, 0.0)
     table = GoalReaching("dmc:point_mass-easy", [0, 1], 10, {"planner": reached, "random": never}).table()
-    assert "| planner | 50% | 9%-91% | 0.155 | 7.0 | 2.5 |" in table
-    assert "| random | 0% | 0%-66% | 0.350 | - | 0.0 |" in table and "nan" not in table
+    assert "| planner | 50% | 9%-91% | 0.155 | 7.0 | 2.5 | 1.2 |" in table
+    assert "| random | 0% | 0%-66% | 0.350 | - | 0.0 | 0.0 |" in table and "nan" not in table
 
 
 def test_cli_train_and_plan(tmp_path, capsys):

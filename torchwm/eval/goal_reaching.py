@@ -114,14 +114,16 @@ class GoalReaching:
 
     def table(self) -> str:
         rows = [f"{self.env_id}: {len(self.seeds)} episodes, {self.episode_steps} steps each",
-                "| policy | success | 95% CI | final distance | steps to success | ms / step |",
-                "|---|---:|---:|---:|---:|---:|"]
+                "| policy | success | 95% CI | final distance | steps to success | ms / step (all episodes) "
+                "| ms / episode-step |",
+                "|---|---:|---:|---:|---:|---:|---:|"]
         for name, r in self.results.items():
             s = r.summary()
             reached = s["steps_to_success_mean"]
             reached_text = "-" if np.isnan(reached) else f"{reached:.1f}"  # no episode reached its goal
             rows.append(f"| {name} | {s['success_rate']:.0%} | {s['success_ci95_low']:.0%}-{s['success_ci95_high']:.0%} "
-                        f"| {s['final_distance_mean']:.3f} | {reached_text} | {s['ms_per_step']:.1f} |")
+                        f"| {s['final_distance_mean']:.3f} | {reached_text} | {s['ms_per_step']:.1f} "
+                        f"| {s['ms_per_episode_step']:.1f} |")
         return "\n".join(rows)
 
     def __repr__(self) -> str:
