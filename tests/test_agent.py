@@ -185,6 +185,13 @@ def test_cli_train_and_plan(tmp_path, capsys):
     assert f"{fresh}/goal_reaching.json" in capsys.readouterr().out
     assert saved(fresh)["seeds"] == episode_seeds(cfg.seed + 1, 2) != episode_seeds(cfg.seed, 2)  # fresh episodes
     assert saved("eval")["seeds"] == episode_seeds(cfg.seed, 2), "the run's own evaluation was replaced"
+    own = saved("eval")
+    main(["plan", "--run", str(tmp_path / "run"), "--episodes", "2", "--set", "planning.videos=0",
+          "--set", f"planning.horizon={cfg.planning.horizon + 1}", "--set", "planning.cost_steps=all"])
+    other = f"eval/cost_steps=all,horizon={cfg.planning.horizon + 1}"
+    assert f"{other}/goal_reaching.json" in capsys.readouterr().out
+    assert saved(other)["planning"]["horizon"] == cfg.planning.horizon + 1
+    assert saved("eval") == own, "an evaluation with other planning settings replaced the run's own"
     with pytest.raises(SystemExit, match="not a run directory"):
         main(["plan", "--run", str(tmp_path / "missing")])
     with pytest.raises(SystemExit, match="planning.samples"):

@@ -15,6 +15,7 @@ import torch
 
 from torchwm.agents.base import JEPAAgent, model_alias
 from torchwm.agents.trajectory_data import TrajectoryData
+from torchwm.config import JEPAConfig
 from torchwm.nn.encoders import SpatialEncoder
 from torchwm.world_model import WorldModel, build_world_model
 
@@ -218,10 +219,11 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
 
         Writes ``run_dir/eval/goal_reaching.json`` and GIFs ``run_dir/eval/videos/*.gif`` (observation
         beside the goal); episodes from another ``seed`` than the config's go to ``run_dir/eval/seed-<seed>/``
-        instead, so a check on fresh episodes never replaces the run's own evaluation (``evaluation_dir`` says
-        where they went). Logs success rates, planning time and the episodes (as animated GIFs) to TensorBoard,
-        and returns the :class:`~torchwm.eval.goal_reaching.GoalReaching` results (``print(result)`` shows a
-        table).
+        instead, so a check on fresh episodes never replaces the run's own evaluation, and planning settings
+        other than the run's (its ``config.yaml``) to a folder inside that one named after them, e.g.
+        ``eval/seed-2000/horizon=15,whiten=True/`` (``evaluation_dir`` says where they went). Logs success
+        rates, planning time and the episodes (as animated GIFs) to TensorBoard, and returns the
+        :class:`~torchwm.eval.goal_reaching.GoalReaching` results (``print(result)`` shows a table).
         """
         from torchwm.eval.goal_reaching import GoalReaching, RandomPolicy, episode_seeds, run_episodes, save_gif
         from torchwm.runs import write_json
@@ -251,11 +253,30 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
                 self.make_env, RandomPolicy(low, high, seed), seeds, steps, parallel=parallel,
                 progress=c.logging.progress, desc="random")
         out = self.run.eval_dir if seed == c.seed else self.run.eval_dir / f"seed-{seed}"
+        changed = self._planning_changes()
+        if changed:
+            out = out / changed
         write_json(out / "goal_reaching.json", {**result.to_dict(), "planning": c.to_dict()["planning"]})
         paths = [save_gif(v, out / "videos" / f"episode_{i:02d}.gif") for i, v in enumerate(clips)]
         self._log_evaluation(result, clips, traces)
         self.evaluation, self.videos, self.evaluation_dir = result, paths, out
         return result
+
+    def _planning_changes(self) -> str:
+        """``"horizon=15,whiten=True"``: the planning fields that differ from the run's saved ``config.yaml``
+        (those that change what is planned; not ``videos`` or ``eval_episodes``), ``""`` if none or no run saved."""
+        if not self.run.config.exists():
+            return ""
+        saved = JEPAConfig.load(self.run.config).to_dict()["planning"]
+        now = self.cfg.to_dict()["planning"]
+        ignored = ("videos", "eval_episodes")
+        changed = [f"{k}={now[k]}" for k in sorted(now) if k not in ignored and now[k] != saved.get(k)]
+        name = ",".join(changed).replace("/", "_").replace(" ", "")
+        if len(name) > 100:  # a folder name a file system keeps: the fields' digest instead
+            import hashlib
+
+            name = "planning-" + hashlib.sha1(name.encode()).hexdigest()[:10]
+        return name
 
     def _log_evaluation(self, result, clips: list[np.ndarray], traces: list[dict[str, np.ndarray]]) -> None:
         if not self.cfg.logging.tensorboard:
