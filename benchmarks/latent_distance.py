@@ -194,8 +194,7 @@ def step_concentration(agent, spec, episodes: int = 60, top: float = 0.1) -> tup
 def probe_shapes(agent) -> tuple[float, float]:
     """Held-out R² of the run's state probe (positions): ``(linear, k-NN)``."""
     store = agent.collect()
-    with torch.no_grad():
-        scores = agent.state_probe(store, *agent.split(store))(agent.world_model.encode)
+    scores = agent.state_probe(store, *agent.split(store))(agent.world_model.encode)  # embeds without gradients
     return scores["eval/probe_r2"], scores["eval/probe_knn_r2"]
 
 

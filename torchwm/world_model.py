@@ -78,10 +78,6 @@ class WorldModel(nn.Module):
         if self.freeze_encoder:
             encoder.requires_grad_(False).eval()
         self.history, self.horizon, self.action_chunk = int(history), int(horizon), action_chunk
-        if predictor.action_dim != action_chunk * torch.as_tensor(action_low).numel():
-            raise ValueError(f"the predictor reads {predictor.action_dim} action dims; a chunk of {action_chunk} "
-                             f"actions of {torch.as_tensor(action_low).numel()} needs "
-                             f"{action_chunk * torch.as_tensor(action_low).numel()}")
         self.var_weight, self.cov_weight = float(var_weight), float(cov_weight)
         self.vicreg_within_sequence = bool(vicreg_within_sequence)
         self.within_sequence_std = float(within_sequence_std)
@@ -105,6 +101,9 @@ class WorldModel(nn.Module):
         high = torch.as_tensor(action_high, dtype=torch.float32).flatten()
         if low.shape != high.shape or not bool((high > low).all()):
             raise ValueError(f"action bounds must have one shape with high > low, got {low} and {high}")
+        if predictor.action_dim != action_chunk * low.numel():
+            raise ValueError(f"the predictor reads {predictor.action_dim} action dims; a chunk of {action_chunk} "
+                             f"actions of {low.numel()} needs {action_chunk * low.numel()}")
         self.register_buffer("action_low", low)
         self.register_buffer("action_high", high)
         self.register_buffer("latent_whitening", torch.zeros(encoder.embed_dim, encoder.embed_dim))  # zeros: not fitted

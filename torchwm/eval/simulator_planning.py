@@ -73,7 +73,7 @@ class SimulatorPolicy:
 
     It reads the true states and goals of ``envs`` (the environments :func:`run_episodes` makes: pass it a
     ``make_env`` that appends to the same list), re-plans every ``execute_steps`` steps warm-started with the
-    previous plan shifted by as many, as :class:`~torchwm.planning.MPCPolicy` does, and returns the plan's next
+    previous plan shifted by as many, as :class:`~torchwm.planning.MPCController` does, and returns the plan's next
     action ``(E, A)``. The frames it is handed are not used.
     """
 
@@ -128,6 +128,7 @@ def simulator_goal_reaching(make_env: Callable[[], Any], planner: Planner, seeds
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        result, _ = run_episodes(tracked_env, SimulatorPolicy(envs, planner, threads, execute_steps), seeds, episode_steps,
-                                 parallel=parallel, progress=progress, desc="plan (simulator)")
+        policy = SimulatorPolicy(envs, planner, threads, execute_steps)
+        result, _ = run_episodes(tracked_env, policy, seeds, episode_steps, parallel=parallel, progress=progress,
+                                 desc="plan (simulator)")
     return result
