@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from torchwm.planning import CEM, MPPI, MPCController, PlanResult, latent_cost, make_planner, shift_plan
+from torchwm.planning.base import RecedingHorizon
 
 FACTORIES = {"cem": lambda **kw: CEM(**kw), "mppi": lambda **kw: MPPI(temperature=0.01, **kw)}
 
@@ -175,6 +176,25 @@ def test_shift_plan_values():
     torch.testing.assert_close(shift_plan(actions, 9), actions[:, -1:].expand(1, 6, 2))
     result = PlanResult(actions, torch.zeros(1), actions, actions)
     torch.testing.assert_close(result.shifted(3), shift_plan(actions, 3))
+
+
+def test_receding_horizon_replans_every_execute_steps_from_the_shifted_plan():
+    schedule, warm_starts = RecedingHorizon(horizon=4, execute_steps=2), []
+
+    def plan(warm):
+        warm_starts.append(warm)
+        return torch.arange(8.0).reshape(1, 4, 2) + 100 * len(warm_starts)  # a new plan per call
+
+    actions = [schedule.next_action(plan) for _ in range(5)]
+    assert len(warm_starts) == 3 and warm_starts[0] is None  # steps 0, 2, 4
+    torch.testing.assert_close(warm_starts[1], shift_plan(torch.arange(8.0).reshape(1, 4, 2) + 100, 2))
+    torch.testing.assert_close(torch.stack(actions)[:, 0, 0], torch.tensor([100.0, 102, 200, 202, 300]))
+    schedule.reset()
+    assert schedule.plan is None and schedule.step == 0
+    schedule.next_action(plan)
+    assert warm_starts[-1] is None  # a new episode starts cold
+    with pytest.raises(ValueError, match=r"execute_steps must be an int in \[1, planner.horizon=4\], got 5"):
+        RecedingHorizon(horizon=4, execute_steps=5)
 
 
 def test_warm_started_cem_with_one_iteration_beats_a_cold_one():

@@ -99,7 +99,7 @@ def test_simulator_policy_carries_out_execute_steps_actions_of_each_plan():
     policy.reset(np.zeros((1, 16, 16, 3)), np.zeros((1, 16, 16, 3)))
     taken = [policy.act(np.zeros((1, 16, 16, 3))) for _ in range(7)]
     assert CountingCEM.calls == 3  # steps 0, 3 and 6 plan
-    first_plan = policy.plan  # the plan made at step 6; its first action is the last one taken
+    first_plan = policy.schedule.plan  # the plan made at step 6; its first action is the last one taken
     np.testing.assert_array_equal(taken[6], first_plan[:, 0].numpy())
     assert not np.allclose(taken[0], taken[1]), "steps between plans carry out the plan's later actions"
     with pytest.raises(ValueError, match="execute_steps"):

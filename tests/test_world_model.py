@@ -14,7 +14,8 @@ from torchwm.config import JEPAConfig
 from torchwm.ema import EMA, momentum_schedule
 from torchwm.eval import LinearProbe, prediction_errors, probe_targets
 from torchwm.eval.probes import probe_kinds
-from torchwm.losses import covariance_loss, effective_rank, embedding_std, prediction_loss, variance_loss
+from torchwm.losses import (covariance_loss, effective_rank, embedding_std, prediction_loss, temporal_smoothness,
+                            variance_loss)
 from torchwm.nn.encoders import SpatialEncoder
 from torchwm.nn.predictor import Predictor
 from torchwm.nn.temporal import TemporalEncoder
@@ -303,6 +304,42 @@ def test_within_sequence_std_splits_the_variance_hinge():
                              ).validate(check_paths=False)
 
 
+def test_smoothness_term_adds_the_mean_squared_step():
+    frames, actions = random_frames(4, 5), random_actions(4, 3)
+    plain = tiny_world_model(history=2, horizon=2).loss(frames, actions)
+    model = tiny_world_model(history=2, horizon=2, smoothness_weight=2.5)
+    out = model.loss(frames, actions)
+    with torch.no_grad():
+        z = model.encode(frames)
+    steps = z[:, 1:] - z[:, :-1]
+    torch.testing.assert_close(out.terms["smoothness"], (steps ** 2).sum() / (4 * 4 * EMBED))
+    torch.testing.assert_close(out.total, plain.total + 2.5 * out.terms["smoothness"])
+    assert "smoothness" not in plain.terms
+
+
+def test_temporal_smoothness_ranks_a_steady_sweep_below_a_flickering_one():
+    sweep = torch.linspace(0, 1, 16)[None, :, None].expand(8, 16, 1)
+    flicker = sweep[:, torch.randperm(16, generator=torch.Generator().manual_seed(0))]  # the same values, shuffled
+    torch.testing.assert_close(temporal_smoothness(sweep), torch.tensor(1 / 15 ** 2))
+    assert float(temporal_smoothness(flicker)) > 10 * float(temporal_smoothness(sweep))
+    torch.testing.assert_close(temporal_smoothness(sweep[:, :1].expand(8, 16, 1)), torch.tensor(0.0))
+    # its gradient alone lowers it
+    z = torch.randn(3, 6, 4, requires_grad=True)
+    before = temporal_smoothness(z)
+    before.backward()
+    with torch.no_grad():
+        assert float(temporal_smoothness(z - 0.1 * z.grad)) < float(before)
+    with pytest.raises(ValueError, match=r"needs sequences \(B, L >= 2, D\), got \(3, 4\)"):
+        temporal_smoothness(torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="smoothness_weight=-1.0: must be >= 0"):
+        tiny_world_model(smoothness_weight=-1.0)
+    with pytest.raises(ValueError, match="a frozen encoder's embeddings cannot be made smoother"):
+        tiny_world_model(smoothness_weight=1.0, freeze_encoder=True)
+    with pytest.raises(ValueError, match=r"model.freeze_encoder=True, train.smoothness_weight=1.0: a frozen"):
+        JEPAConfig.from_dict({"model": {"freeze_encoder": True}, "train": {"smoothness_weight": 1.0}}
+                             ).validate(check_paths=False)
+
+
 def test_the_agent_builds_the_world_model_its_config_describes():
     from torchwm import JEPAAgent
 
@@ -319,9 +356,9 @@ def test_the_agent_builds_the_world_model_its_config_describes():
     assert torch.isfinite(out.total) and "prediction_step3" in out.terms
 
     cfg.model.encoder, cfg.model.conv_width, cfg.train.ema, cfg.train.ema_momentum = "conv", 4, True, 0.95
-    cfg.train.vicreg_within_sequence = True
+    cfg.train.vicreg_within_sequence, cfg.train.smoothness_weight = True, 0.5
     model = JEPAAgent(cfg).build_model([-1.0], [1.0])
-    assert model.vicreg_within_sequence
+    assert model.vicreg_within_sequence and model.smoothness_weight == 0.5
     assert model.encoder.kind == "conv" and model.encoder.spec["width"] == 4
     assert model.target_encoder is not None and model.ema_momentum == 0.95 and model.action_dim == 1
 

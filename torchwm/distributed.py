@@ -187,6 +187,8 @@ def sync_batchnorm(model: torch.nn.Module, device: torch.device) -> torch.nn.Mod
 
 
 def cleanup() -> None:
-    """Leave the process group (end of a torchrun job)."""
+    """Leave the process group (end of a torchrun job), once every rank has got here: a rank that tore its
+    group down while another was still in a collective aborted it at exit (gloo, rarely)."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()

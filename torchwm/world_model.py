@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from torchwm.ema import EMA, momentum_schedule
-from torchwm.losses import LossOutput, covariance_loss, prediction_loss, sigreg, variance_loss
+from torchwm.losses import LossOutput, covariance_loss, prediction_loss, sigreg, temporal_smoothness, variance_loss
 from torchwm.nn.encoders import SpatialEncoder
 from torchwm.nn.predictor import Predictor
 from torchwm.nn.temporal import TemporalEncoder
@@ -49,6 +49,9 @@ class WorldModel(nn.Module):
     ``freeze_encoder`` the spatial encoder is fixed (no gradient, kept in eval mode: a frozen pretrained encoder, as
     in DINO-WM): only the temporal encoder and the predictor train, and the VICReg terms apply to the temporal
     contexts.
+    ``smoothness_weight > 0`` adds that weight x the mean squared change of the embedding between consecutive
+    frames (:func:`~torchwm.losses.temporal_smoothness`): with the variance hinge holding the spread, the encoder
+    then favours features that follow the pose smoothly over ones that jump (slow feature analysis).
     With ``regularizer="sigreg"`` one term replaces the two VICReg ones: ``sigreg_weight`` x SIGReg (the Epps-Pulley
     statistic scaled by the batch size, LeJEPA/LeWM's convention, see :func:`torchwm.losses.sigreg`) of the same
     embeddings, the space the prediction loss measures; with ``sigreg_proj_dim > 0``, of a BatchNorm MLP projection
@@ -65,7 +68,7 @@ class WorldModel(nn.Module):
                  var_weight: float = 1.0, cov_weight: float = 0.04, ema_momentum: float | None = None,
                  vicreg_within_sequence: bool = False, within_sequence_std: float = 0.0, freeze_encoder: bool = False,
                  regularizer: str = "vicreg", sigreg_weight: float = 0.1, sigreg_directions: int = 256,
-                 sigreg_proj_dim: int = 0, action_chunk: int = 1) -> None:
+                 sigreg_proj_dim: int = 0, action_chunk: int = 1, smoothness_weight: float = 0.0) -> None:
         super().__init__()
         if isinstance(action_chunk, bool) or not isinstance(action_chunk, int) or action_chunk < 1:
             raise ValueError(f"action_chunk={action_chunk!r}: must be an int >= 1")
@@ -79,6 +82,12 @@ class WorldModel(nn.Module):
             encoder.requires_grad_(False).eval()
         self.history, self.horizon, self.action_chunk = int(history), int(horizon), action_chunk
         self.var_weight, self.cov_weight = float(var_weight), float(cov_weight)
+        if smoothness_weight < 0:
+            raise ValueError(f"smoothness_weight={smoothness_weight!r}: must be >= 0")
+        if smoothness_weight > 0 and self.freeze_encoder:
+            raise ValueError("a frozen encoder's embeddings cannot be made smoother: set smoothness_weight=0 "
+                             "(train.smoothness_weight 0)")
+        self.smoothness_weight = float(smoothness_weight)
         self.vicreg_within_sequence = bool(vicreg_within_sequence)
         self.within_sequence_std = float(within_sequence_std)
         if self.within_sequence_std < 0 or (self.within_sequence_std > 0 and not self.vicreg_within_sequence):
@@ -251,6 +260,10 @@ class WorldModel(nn.Module):
             cov = covariance_loss(reg) if self.cov_weight > 0 else flat.new_zeros(())
             total = pred + self.var_weight * var + self.cov_weight * cov
             terms = {"total": total, "prediction": pred, "variance": var, "covariance": cov}
+        if self.smoothness_weight > 0:
+            smooth = temporal_smoothness(z)
+            total = total + self.smoothness_weight * smooth
+            terms["total"], terms["smoothness"] = total, smooth
         terms = {k: v.detach() for k, v in terms.items()}
         terms.update({f"prediction_step{k + 1}": e.detach() for k, e in enumerate(per_step)})
         return LossOutput(total, terms, flat.detach(), b * length)

@@ -85,7 +85,8 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
                                  vicreg_within_sequence=t.vicreg_within_sequence,
                                  within_sequence_std=t.within_sequence_std, freeze_encoder=m.freeze_encoder,
                                  regularizer=t.regularizer, sigreg_weight=t.sigreg_weight,
-                                 sigreg_directions=t.sigreg_directions, sigreg_proj_dim=t.sigreg_proj_dim)
+                                 sigreg_directions=t.sigreg_directions, sigreg_proj_dim=t.sigreg_proj_dim,
+                                 smoothness_weight=t.smoothness_weight)
 
     def _model_from_state(self, state: dict[str, Any]) -> WorldModel:
         """The saved encoder spec rebuilds the encoder (a ``model.pretrained`` file need not exist any more)."""

@@ -204,6 +204,11 @@ class JEPAConfig:
             problems.append(f"model.freeze_encoder=True, train.within_sequence_std={tr.within_sequence_std!r}: "
                             "a frozen encoder's frame embeddings cannot be scaled and its VICReg terms see the "
                             "temporal contexts; set train.within_sequence_std=0")
+        if (isinstance(m, ModelConfig) and isinstance(tr, TrainConfig)
+                and ok("model.freeze_encoder", "train.smoothness_weight")
+                and m.freeze_encoder and tr.smoothness_weight > 0):
+            problems.append(f"model.freeze_encoder=True, train.smoothness_weight={tr.smoothness_weight!r}: a frozen "
+                            "encoder's embeddings cannot be made smoother; set train.smoothness_weight=0")
         if isinstance(tr, TrainConfig) and ok("train.precision", "device") and tr.precision == "bf16" \
                 and self.device in ("cpu", "mps"):
             problems.append(f"train.precision='bf16', device={self.device!r}: bf16 autocast is for CUDA devices (on a "

@@ -130,6 +130,11 @@ class TrainConfig:
     at std 1 on the frame embeddings over the batch (which sets the embedding's scale, as without
     vicreg_within_sequence) and at this std on the within-sequence deviations, so every dimension follows something
     that moves (>= 0; not with model.freeze_encoder; see docs/world_model.md)"""
+    smoothness_weight: float = opt(0.0, min=0.0)
+    """weight of a slowness term: the mean squared change of the frame embedding between consecutive frames of a
+    training sequence; beside the variance hinge it favours features that follow the pose smoothly over ones that
+    jump (>= 0; 0 = off; too strong for a fast body and it squeezes what moves below the hinge: acrobot at 10;
+    not with model.freeze_encoder; see docs/world_model.md)"""
     ema: bool = False
     """predict the embeddings of an EMA target encoder instead of stop-gradient online embeddings"""
     ema_momentum: float = opt(0.99, min=0.0, lt=1.0)

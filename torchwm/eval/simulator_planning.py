@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from torchwm.envs.domains import coordinate_features
-from torchwm.planning.base import Planner, check, is_int, shift_plan
+from torchwm.planning.base import Planner, RecedingHorizon
 
 _FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
@@ -78,9 +78,8 @@ class SimulatorPolicy:
     """
 
     def __init__(self, envs: list[Any], planner: Planner, threads: int = 1, execute_steps: int = 1) -> None:
-        check("execute_steps", execute_steps, is_int(execute_steps) and 1 <= execute_steps <= planner.horizon,
-              f"an int in [1, planner.horizon={planner.horizon}]")
-        self.envs, self.planner, self.threads, self.execute_steps = envs, planner, threads, int(execute_steps)
+        self.schedule = RecedingHorizon(planner.horizon, execute_steps)
+        self.envs, self.planner, self.threads = envs, planner, threads
         self.model: SimulatorModel | None = None
 
     def reset(self, first_frames: np.ndarray, goal_frames: np.ndarray) -> None:
@@ -92,19 +91,15 @@ class SimulatorPolicy:
         space = active[0].action_space
         self.low = torch.as_tensor(space.low, dtype=torch.float64)
         self.high = torch.as_tensor(space.high, dtype=torch.float64)
-        self.plan: torch.Tensor | None = None
-        self.step = 0
+        self.schedule.reset()
 
     @torch.no_grad()
     def act(self, frames: np.ndarray) -> np.ndarray:
-        k = self.step % self.execute_steps
-        if k == 0:
-            model = self.model
-            context = torch.from_numpy(np.stack([model.state(env) for env in self.envs[:len(frames)]]))
-            warm = None if self.plan is None else shift_plan(self.plan, self.execute_steps)
-            self.plan = self.planner.plan(model, context, self.goal, self.low, self.high, init_mean=warm).actions
-        self.step += 1
-        return self.plan[:, k].numpy()
+        def plan(warm: torch.Tensor | None) -> torch.Tensor:
+            context = torch.from_numpy(np.stack([self.model.state(env) for env in self.envs[:len(frames)]]))
+            return self.planner.plan(self.model, context, self.goal, self.low, self.high, init_mean=warm).actions
+
+        return self.schedule.next_action(plan).numpy()
 
 
 def simulator_goal_reaching(make_env: Callable[[], Any], planner: Planner, seeds: list[int], episode_steps: int,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -37,6 +37,32 @@ def shift_plan(actions: torch.Tensor, k: int = 1) -> torch.Tensor:
     check("k", k, is_int(k) and k >= 0, "an int >= 0")
     k = min(int(k), actions.shape[1])
     return torch.cat([actions[:, k:], actions[:, -1:].expand(-1, k, -1)], dim=1)
+
+
+class RecedingHorizon:
+    """When to re-plan: every ``execute_steps`` steps, warm-started with the previous plan shifted by as many
+    (:func:`shift_plan`); in between, the plan's next action.
+
+    ``next_action(plan)`` takes ``plan(warm_start) -> (E, horizon, A)`` (``warm_start`` is ``None`` on an episode's
+    first step) and returns this step's ``(E, A)``; ``reset()`` starts new episodes. ``plan`` holds the plan being
+    carried out (``None`` before the first call), ``step`` the steps taken since ``reset``.
+    """
+
+    def __init__(self, horizon: int, execute_steps: int = 1) -> None:
+        self.execute_steps = int(check("execute_steps", execute_steps,
+                                       is_int(execute_steps) and 1 <= execute_steps <= horizon,
+                                       f"an int in [1, planner.horizon={horizon}]"))
+        self.reset()
+
+    def reset(self) -> None:
+        self.step, self.plan = 0, None
+
+    def next_action(self, plan: Callable[[torch.Tensor | None], torch.Tensor]) -> torch.Tensor:
+        k = self.step % self.execute_steps
+        if k == 0:
+            self.plan = plan(None if self.plan is None else shift_plan(self.plan, self.execute_steps))
+        self.step += 1
+        return self.plan[:, k]
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from torchwm.planning.base import Planner, PlanResult, check, is_int, shift_plan
+from torchwm.planning.base import Planner, PlanResult, RecedingHorizon, check, is_int
 
 
 def _device(model: Any) -> torch.device:
@@ -25,8 +25,8 @@ class MPCController:
     model.action_chunk`` steps apart for a model that steps over chunks of k actions (it keeps the last
     ``(history - 1) k + 1`` and passes every k-th; the planner's horizon must then be a multiple of k),
     embeds the goal once, and re-plans every ``execute_steps`` calls to :meth:`act`, warm-started with
-    the previous plan shifted by ``execute_steps`` (:func:`shift_plan`); in between it returns the
-    plan's next action.
+    the previous plan shifted by ``execute_steps`` (:class:`~torchwm.planning.base.RecedingHorizon`); in between
+    it returns the plan's next action.
 
     * ``reset(first_frames, goal_frames)``: ``(E, 3, H, W)`` each (uint8 or float in [0, 1]).
     * ``act(frames)``: the current observations ``(E, 3, H, W)`` → actions ``(E, A)`` in env units.
@@ -48,9 +48,8 @@ class MPCController:
             raise ValueError(f"planner horizon={planner.horizon}: the model predicts one frame per chunk of "
                              f"{self.chunk} actions, so the horizon must be a multiple of {self.chunk}")
         self.span = (self.history - 1) * self.chunk + 1
-        self.execute_steps = check("execute_steps", execute_steps,
-                                   is_int(execute_steps) and 1 <= execute_steps <= planner.horizon,
-                                   f"an int in [1, planner.horizon={planner.horizon}]")
+        self.schedule = RecedingHorizon(planner.horizon, execute_steps)
+        self.execute_steps = self.schedule.execute_steps
         if self.execute_steps % self.chunk:
             warnings.warn(f"execute_steps={execute_steps} with a model that predicts one frame per chunk of "
                           f"{self.chunk} actions: re-planning between chunk boundaries shifts the steps the cost "
@@ -67,7 +66,7 @@ class MPCController:
         z = self.model.encode(torch.as_tensor(first_frames, device=self.device))  # (E, D)
         self._z = z[:, None].repeat(1, self.span, 1)
         self._goal = self.model.encode(torch.as_tensor(goal_frames, device=self.device))
-        self.steps, self.current_plan = 0, None
+        self.schedule.reset()
         self.result: PlanResult | None = None
         self.plan_costs: list[torch.Tensor] = []
         self.plan_ms: list[float] = []
@@ -79,14 +78,14 @@ class MPCController:
             raise RuntimeError("call reset(first_frames, goal_frames) before act()")
         z = self.model.encode(torch.as_tensor(frames, device=self.device))  # (E, D)
         self._z = torch.cat([self._z[:, 1:], z[:, None]], dim=1)  # (E, span, D)
-        k = self.steps % self.execute_steps
-        if k == 0:
-            self._replan()
-        self.steps += 1
-        return self.current_plan[:, k]
+        return self.schedule.next_action(self._plan)
 
-    def _replan(self) -> None:
-        warm = None if self.current_plan is None else shift_plan(self.current_plan, self.execute_steps)
+    @property
+    def current_plan(self) -> torch.Tensor | None:
+        """The plan being carried out ``(E, horizon, A)`` (``None`` before the first :meth:`act`)."""
+        return self.schedule.plan
+
+    def _plan(self, warm: torch.Tensor | None) -> torch.Tensor:
         start = time.perf_counter()
         self.result = self.planner.plan(self.model, self.model.context(self._z[:, ::self.chunk]), self._goal, self.low,
                                         self.high, init_mean=warm)
@@ -94,4 +93,4 @@ class MPCController:
             torch.cuda.synchronize(self.result.actions.device)
         self.plan_ms.append((time.perf_counter() - start) * 1e3)
         self.plan_costs.append(self.result.cost)
-        self.current_plan = self.result.actions
+        return self.result.actions
