@@ -49,7 +49,6 @@ class MPCController:
                              f"{self.chunk} actions, so the horizon must be a multiple of {self.chunk}")
         self.span = (self.history - 1) * self.chunk + 1
         self.schedule = RecedingHorizon(planner.horizon, execute_steps)
-        self.execute_steps = self.schedule.execute_steps
         if self.execute_steps % self.chunk:
             warnings.warn(f"execute_steps={execute_steps} with a model that predicts one frame per chunk of "
                           f"{self.chunk} actions: re-planning between chunk boundaries shifts the steps the cost "
@@ -79,6 +78,11 @@ class MPCController:
         z = self.model.encode(torch.as_tensor(frames, device=self.device))  # (E, D)
         self._z = torch.cat([self._z[:, 1:], z[:, None]], dim=1)  # (E, span, D)
         return self.schedule.next_action(self._plan)
+
+    @property
+    def execute_steps(self) -> int:
+        """Actions of each plan carried out before the next."""
+        return self.schedule.execute_steps
 
     @property
     def current_plan(self) -> torch.Tensor | None:
