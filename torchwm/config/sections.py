@@ -133,7 +133,7 @@ class TrainConfig:
     smoothness_weight: float = opt(0.0, min=0.0)
     """weight of a slowness term: the mean squared change of the frame embedding between consecutive frames of a
     training sequence; beside the variance hinge it favours features that follow the pose smoothly over ones that
-    jump (>= 0; 0 = off; too strong for a fast body and it squeezes what moves below the hinge: acrobot at 10;
+    jump (>= 0; 0 = off; too strong for a fast body and it squeezes what moves below the hinge: acrobot and reacher at 10;
     not with model.freeze_encoder; see docs/world_model.md)"""
     ema: bool = False
     """predict the embeddings of an EMA target encoder instead of stop-gradient online embeddings"""
