@@ -347,6 +347,60 @@ def test_collection_modules_do_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+# ------------------------------------------------------------------------------------- statistics
+def _store_of_frames(path: Path, episodes: list[np.ndarray]) -> TrajectoryStore:
+    """A store holding the given uint8 frame arrays ``(T+1, 3, 8, 8)``, one per episode."""
+    meta = make_meta()
+    store = TrajectoryStore.create(path, meta)
+    for i, frames in enumerate(episodes):
+        T = frames.shape[0] - 1
+        _, actions, states, rewards = fake_episode(T, seed=i)
+        store.write_episode(i, frames, actions, states, rewards)
+    return store
+
+
+def _block_frames(columns: np.ndarray, background: np.ndarray | None = None) -> np.ndarray:
+    """A white 2x1 block in the top two rows, at ``columns[t]`` in frame t, on black (or on ``background`` (4, 8)
+    in the bottom four rows): uint8 ``(len(columns), 3, 8, 8)``."""
+    frames = np.zeros((len(columns), 3, 8, 8), dtype=np.uint8)
+    for t, x in enumerate(columns):
+        frames[t, :, :2, x] = 255
+    if background is not None:
+        frames[:, :, 4:, :] = background
+    return frames
+
+
+def test_window_motion_share_tells_a_slow_body_from_a_fast_one(tmp_path):
+    from torchwm.data.statistics import coarse_grey, window_motion_share
+
+    t = np.arange(64)
+    rng = np.random.default_rng(0)
+    backgrounds = [rng.integers(0, 256, (4, 8), dtype=np.uint8) for _ in range(3)]
+    # Fast: the block crosses the frame in every 8-frame window, so a window sees all of an episode's motion.
+    fast = _store_of_frames(tmp_path / "fast", [_block_frames(t % 8, b) for b in backgrounds])
+    assert window_motion_share(fast, range(3), window=8) == pytest.approx(1.0)
+    # Slow: one column per 8 frames, so a window sees none (content fixed within each episode counts in neither term).
+    slow = _store_of_frames(tmp_path / "slow", [_block_frames(t // 8, b) for b in backgrounds])
+    assert window_motion_share(slow, range(3), window=8) == pytest.approx(0.0, abs=1e-9)
+    # A random walk, against the definition computed here: per 2x2 cell, mean window variance over mean episode
+    # variance, summed over cells (64 frames: windows of 10 start at 0, 10, ..., 50).
+    walks = [np.clip(np.cumsum(rng.integers(-1, 2, 64)) + 4, 0, 7) for _ in range(3)]
+    store = _store_of_frames(tmp_path / "walk", [_block_frames(w) for w in walks])
+    grey = [np.stack([f.astype(np.float64).mean(axis=0).reshape(4, 2, 4, 2).mean(axis=(1, 3))
+                      for f in _block_frames(w)]) for w in walks]
+    windows = [g[s:s + 10].var(axis=0) for g in grey for s in range(0, 55, 10)]
+    want = np.mean(windows, axis=0).sum() / np.mean([g.var(axis=0) for g in grey], axis=0).sum()
+    assert 0.05 < want < 0.95
+    assert window_motion_share(store, range(3), window=10) == pytest.approx(want, rel=1e-5)
+    assert coarse_grey(_block_frames(walks[0]), 4).shape == (64, 4, 4)
+    with pytest.raises(ValueError, match="window=1: a window needs at least 2 frames"):
+        window_motion_share(store, range(3), window=1)
+    with pytest.raises(ValueError, match="no episode among those given holds a window of 65 frames"):
+        window_motion_share(store, range(3), window=65)
+    with pytest.raises(ValueError, match="cells=16: frames of 8x8 pixels have fewer than 16 rows"):
+        window_motion_share(store, range(3), window=8, cells=16)
+
+
 # ---------------------------------------------------------------------------------------- windows
 def test_windows_count_and_contents(tmp_path):
     store = fake_store(tmp_path / "s", {0: 10, 1: 4, 4: 6})

@@ -132,6 +132,29 @@ def test_the_recipe_trains_on_every_domain(domain, tmp_path, one_thread):
     assert any(not torch.equal(a, b) for a, b in zip(first.state_dict().values(), model.encoder.state_dict().values()))
 
 
+@pytest.mark.parametrize("domain, fast", [("reacher", True), ("point_mass", False)])
+def test_the_recipe_takes_the_batch_hinge_only_for_a_slow_body(domain, fast, tmp_path, capsys):
+    """A 16-frame window sees most of an episode's arm motion on reacher (the one within-sequence hinge, which its
+    fixed target cannot meet) and little of the point mass's (a hinge over the batch, and a floor within sequences)."""
+    agent = _recipe(domain, tmp_path, **{"data.episodes": 5, "data.steps": 100, "train.sequence_length": 16})
+    assert agent.cfg.train.within_sequence_std == 0.3 and agent.cfg.train.window_motion_threshold == 0.55
+    decided = agent.within_sequence_std(agent.collect())
+    assert decided == (0.0 if fast else 0.3)
+    share = float(capsys.readouterr().out.split("window sees ")[1].split()[0])
+    assert (share >= 0.55) == fast
+    low, high = agent.action_bounds()
+    assert agent.build_model(low, high, within_sequence_std=decided).within_sequence_std == decided
+    if fast:  # the threshold leaves a fast body's training exactly as it was without the batch's hinge
+        short = {"data.episodes": 5, "data.steps": 100, "train.sequence_length": 16, "train.steps": 2}
+        agent = _recipe(domain, tmp_path, **short)
+        before = _recipe(domain, tmp_path, **short, **{"train.window_motion_threshold": 0,
+                                                      "train.within_sequence_std": 0,
+                                                      "logging.run_dir": str(tmp_path / "before")})
+        agent.train(), before.train()
+        for (name, a), b in zip(agent.world_model.state_dict().items(), before.world_model.state_dict().values()):
+            assert torch.equal(a, b), name
+
+
 def test_recipe_budgets_follow_the_domain(tmp_path):
     assert _recipe("point_mass", tmp_path).episode_steps() == 100
     assert _recipe("cartpole", tmp_path).episode_steps() == 50

@@ -298,6 +298,10 @@ def test_within_sequence_std_splits_the_variance_hinge():
     with pytest.raises(ValueError, match="a frozen encoder's frame embeddings cannot be scaled"):
         tiny_world_model(history=2, horizon=2, vicreg_within_sequence=True, within_sequence_std=0.3,
                          freeze_encoder=True)
+    with pytest.raises(ValueError, match=r"train.window_motion_threshold=0.55, train.within_sequence_std=0: the"):
+        JEPAConfig.from_dict({"train": {"window_motion_threshold": 0.55}}).validate(check_paths=False)
+    with pytest.raises(ValueError, match=r"train.window_motion_threshold=1.5: must be in \[0, 1\]"):
+        JEPAConfig.from_dict({"train": {"window_motion_threshold": 1.5}}).validate(check_paths=False)
     with pytest.raises(ValueError, match=r"model.freeze_encoder=True, train.within_sequence_std=0.3: a frozen"):
         JEPAConfig.from_dict({"model": {"freeze_encoder": True},
                               "train": {"within_sequence_std": 0.3, "vicreg_within_sequence": True}}

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from torchwm import distributed
 from torchwm.agents.base import JEPAAgent, model_alias
 from torchwm.agents.trajectory_data import TrajectoryData
 from torchwm.config import JEPAConfig
@@ -63,8 +64,10 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
             env.close()
 
     # ----------------------------------------------------------------------------------------- model
-    def build_model(self, action_low: Any, action_high: Any, encoder: SpatialEncoder | None = None) -> WorldModel:
-        """The world model the config describes for these action bounds ``(A,)``.
+    def build_model(self, action_low: Any, action_high: Any, encoder: SpatialEncoder | None = None,
+                    within_sequence_std: float | None = None) -> WorldModel:
+        """The world model the config describes for these action bounds ``(A,)``; ``within_sequence_std`` overrides
+        ``train.within_sequence_std`` (training passes what :meth:`within_sequence_std` decided from the data).
 
         The spatial encoder is ``encoder`` when given; else, with ``model.pretrained`` set, the encoder saved
         there (its architecture comes with its weights: ``model.encoder`` and the ViT sizes are not used);
@@ -83,7 +86,8 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
                                  var_weight=t.var_weight, cov_weight=t.cov_weight,
                                  ema_momentum=t.ema_momentum if t.ema else None,
                                  vicreg_within_sequence=t.vicreg_within_sequence,
-                                 within_sequence_std=t.within_sequence_std, freeze_encoder=m.freeze_encoder,
+                                 within_sequence_std=(t.within_sequence_std if within_sequence_std is None
+                                                      else within_sequence_std), freeze_encoder=m.freeze_encoder,
                                  regularizer=t.regularizer, sigreg_weight=t.sigreg_weight,
                                  sigreg_directions=t.sigreg_directions, sigreg_proj_dim=t.sigreg_proj_dim,
                                  smoothness_weight=t.smoothness_weight)
@@ -103,8 +107,9 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
         store = self.collect()
         train_set, heldout = self.datasets(store)
         low, high = self.action_bounds()
+        within_sequence_std = self.within_sequence_std(store)
         torch.manual_seed(self.cfg.seed)  # the initial weights follow the config's seed
-        model = self.build_model(low, high)
+        model = self.build_model(low, high, within_sequence_std=within_sequence_std)
         evaluator = self._held_out_evaluator(store, train_set, heldout)
         trainer = self._trainer(model, train_set, self._total_steps(len(train_set)),
                                 batch_fn=lambda w: (w.frames, w.actions), evaluate=evaluator,
@@ -116,6 +121,24 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
                 evaluator.projector(model, trainer.step, trainer.writer)
 
         return self._fit(model, trainer, after_fit=after_fit)
+
+    def within_sequence_std(self, store) -> float:
+        """``train.within_sequence_std``, or 0 where ``train.window_motion_threshold`` finds that a training window
+        sees at least that share of an episode's motion in ``store``'s training episodes (a fast body)."""
+        from torchwm.data.statistics import window_motion_share
+
+        t = self.cfg.train
+        if t.window_motion_threshold <= 0:
+            return t.within_sequence_std
+        share = window_motion_share(store, self.split(store)[0], self.sequence_length)
+        fast = share >= t.window_motion_threshold
+        if distributed.is_main():
+            print(f"train.window_motion_threshold {t.window_motion_threshold:g}: a {self.sequence_length}-frame window "
+                  f"sees {share:.3f} of an episode's motion, so "
+                  + ("the variance hinge stays on the within-sequence deviations (within_sequence_std 0)" if fast
+                     else f"it is over the batch, with a floor of {t.within_sequence_std:g} within sequences"),
+                  flush=True)
+        return 0.0 if fast else t.within_sequence_std
 
     def _fit_whitening(self, model: WorldModel, store, limit: int = 100) -> None:
         """Fit the model's step whitening (:meth:`WorldModel.fit_whitening`) on up to ``limit`` training episodes,

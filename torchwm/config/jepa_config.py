@@ -198,6 +198,11 @@ class JEPAConfig:
             problems.append(f"train.within_sequence_std={tr.within_sequence_std!r}, "
                             "train.vicreg_within_sequence=False: a within-sequence target needs "
                             "train.vicreg_within_sequence=true (or set within_sequence_std=0)")
+        if (isinstance(tr, TrainConfig) and ok("train.window_motion_threshold", "train.within_sequence_std")
+                and tr.window_motion_threshold > 0 and tr.within_sequence_std == 0):
+            problems.append(f"train.window_motion_threshold={tr.window_motion_threshold!r}, "
+                            "train.within_sequence_std=0: the threshold decides whether within_sequence_std applies; "
+                            "set within_sequence_std > 0 (e.g. 0.3) or the threshold to 0")
         if (isinstance(m, ModelConfig) and isinstance(tr, TrainConfig)
                 and ok("model.freeze_encoder", "train.within_sequence_std")
                 and m.freeze_encoder and tr.within_sequence_std > 0):

@@ -130,6 +130,13 @@ class TrainConfig:
     at std 1 on the frame embeddings over the batch (which sets the embedding's scale, as without
     vicreg_within_sequence) and at this std on the within-sequence deviations, so every dimension follows something
     that moves (>= 0; not with model.freeze_encoder; see docs/world_model.md)"""
+    window_motion_threshold: float = opt(0.0, min=0.0, max=1.0)
+    """0 = off; > 0: ``within_sequence_std`` applies only where a training window sees less than this share of an
+    episode's motion in the collected frames (:func:`~torchwm.data.statistics.window_motion_share`, over the first
+    50 training episodes when training starts): a slow body, whose deviations within a window are small beside its
+    range and which the one within-sequence hinge maps as a staircase (point_mass: 0.34). At or above it (reacher
+    0.66, ball_in_cup 0.75) training keeps that one hinge (``within_sequence_std`` 0), which content fixed within
+    an episode cannot meet (in [0, 1]; needs within_sequence_std > 0; see docs/world_model.md)"""
     smoothness_weight: float = opt(0.0, min=0.0)
     """weight of a slowness term: the mean squared change of the frame embedding between consecutive frames of a
     training sequence; beside the variance hinge it favours features that follow the pose smoothly over ones that
