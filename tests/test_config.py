@@ -169,7 +169,7 @@ def test_missing_pretrained_checkpoint(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("path,value,allowed", [
-    ("data.policy", "greedy", "'noise', 'random'"),
+    ("data.policy", "greedy", "'mixed', 'noise', 'random'"),
     ("model.encoder", "resnet", "'conv', 'timm', 'vit'"),
     ("planning.planner", "gd", "'cem', 'mppi'"),
     ("planning.cost", "l3", "'cosine', 'l1', 'l2'"),

@@ -244,6 +244,19 @@ def test_noise_policy_is_temporally_correlated(stores):
         acts = np.stack([policy() for _ in range(5000)])
         assert acts.dtype == np.float32 and np.all(acts >= low) and np.all(acts <= high)
         assert abs(lag1_autocorr(acts) - expected) < 0.08, (name, beta, lag1_autocorr(acts))
+    # "mixed": each episode's own RNG makes it i.i.d. or correlated, about half and half
+    kinds = [type(collect_module.make_policy("mixed", low, high, np.random.default_rng(i), 0.8)).__name__
+             for i in range(200)]
+    assert set(kinds) == {"RandomPolicy", "NoisePolicy"} and 70 < kinds.count("NoisePolicy") < 130, kinds
+    policy = collect_module.make_policy("mixed", low, high, np.random.default_rng(0), 0.8)
+    again = collect_module.make_policy("mixed", low, high, np.random.default_rng(0), 0.8)
+    assert type(policy) is type(again) and np.array_equal(policy(), again())  # a seed gives one episode
+    correlated = next(collect_module.make_policy("mixed", low, high, np.random.default_rng(i), 0.6)
+                      for i in range(200) if kinds[i] == "NoisePolicy")
+    acts = np.stack([correlated() for _ in range(5000)])
+    assert abs(lag1_autocorr(acts) - 0.6) < 0.08 and np.all(acts >= low) and np.all(acts <= high)
+    spec = CollectSpec(PM, steps=15, seed=3, image_size=SIZE, policy="mixed", noise_beta=0.7)
+    assert "_mixed0.7_" in spec.store_name()
 
 
 def test_two_workers_give_identical_episodes(stores, tmp_path):
@@ -296,7 +309,7 @@ def test_append_and_ensure_collected(stores, tmp_path):
     (dict(steps=0), {}, "steps=0: must be an integer >= 1"),
     ({}, dict(workers=0), "workers=0: must be an integer >= 1"),
     (dict(action_repeat=-1), {}, "action_repeat=-1: must be an integer >= 1"),
-    (dict(policy="greedy"), {}, "unknown collection policy 'greedy'; valid policies: noise, random"),
+    (dict(policy="greedy"), {}, "unknown collection policy 'greedy'; valid policies: mixed, noise, random"),
     (dict(noise_beta=1.0), {}, r"noise_beta=1.0: must be in \[0, 1\)"),
     (dict(env_id="dmc:nope-easy"), {}, r"unknown environment id 'dmc:nope-easy'; valid ids: .*dmc:reacher-easy"),
 ])

@@ -153,6 +153,11 @@ def test_the_recipe_takes_the_batch_hinge_only_for_a_slow_body(domain, fast, tmp
         agent.train(), before.train()
         for (name, a), b in zip(agent.world_model.state_dict().items(), before.world_model.state_dict().values()):
             assert torch.equal(a, b), name
+        # the floor the data decided, not the config's, comes back with the saved model and its checkpoint
+        loaded = JEPAAgent.load(agent.cfg.logging.run_dir)
+        assert loaded.cfg.train.within_sequence_std == 0.3 and loaded.world_model.within_sequence_std == 0.0
+        checkpoint = torch.load(Path(agent.cfg.logging.run_dir) / "checkpoints" / "last.pt", weights_only=False)
+        assert checkpoint["decided"] == {"within_sequence_std": 0.0}
 
 
 def test_recipe_budgets_follow_the_domain(tmp_path):

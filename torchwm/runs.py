@@ -4,7 +4,8 @@ Layout of ``run_dir``::
 
     config.yaml            the config the run was started with
     checkpoints/last.pt    latest training state (model, optimizer, scheduler, RNG, data order, encoder spec)
-    model.pt               the finished model: config, whole-model weights, and the spatial encoder with its spec
+    model.pt               the finished model: config, whole-model weights, the spatial encoder with its spec,
+                           and what training decided from the data (``decided``: a world model's variance floor)
     metrics.jsonl          one JSON record per logged step
     metrics.json           the final metrics (every key's last value, and ``steps``)
     eval/                  evaluation results (JSON) and episode videos
@@ -202,18 +203,24 @@ def encoder_prefix(model: Any, encoder: Any) -> str:
     raise ValueError(f"the encoder is not a submodule of {type(model).__name__}")
 
 
-def save_model(path: str | os.PathLike[str], *, config: dict[str, Any], job: str, model: Any, encoder: Any) -> Path:
+def save_model(path: str | os.PathLike[str], *, config: dict[str, Any], job: str, model: Any, encoder: Any,
+               decided: dict[str, Any] | None = None) -> Path:
     """Write a finished model atomically: the config, the whole model's weights (``model``) and its
-    spatial ``encoder`` on its own (``encoder_spec`` + ``encoder``); returns the path."""
+    spatial ``encoder`` on its own (``encoder_spec`` + ``encoder``), and what training decided
+    from the data (``decided``, absent from older files); returns the path."""
     state = {"config": config, "kind": job, "model": model.state_dict(), "encoder_spec": dict(encoder.spec),
-             "encoder": encoder.state_dict(), "encoder_prefix": encoder_prefix(model, encoder)}
+             "encoder": encoder.state_dict(), "encoder_prefix": encoder_prefix(model, encoder),
+             "decided": dict(decided or {})}
     return atomic_torch_save(state, path)
 
 
-def checkpoint_extras(config: dict[str, Any], model: Any, encoder: Any) -> dict[str, Any]:
+def checkpoint_extras(config: dict[str, Any], model: Any, encoder: Any,
+                      decided: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a trainer checkpoint carries beside the training state, so that a run interrupted before
-    ``model.pt`` still yields its encoder: the config, ``encoder_spec`` and ``encoder_prefix``."""
-    return {"config": config, "encoder_spec": dict(encoder.spec), "encoder_prefix": encoder_prefix(model, encoder)}
+    ``model.pt`` still yields its encoder and model: the config, ``encoder_spec``, ``encoder_prefix`` and the
+    settings training decided from the data (``decided``)."""
+    return {"config": config, "encoder_spec": dict(encoder.spec), "encoder_prefix": encoder_prefix(model, encoder),
+            "decided": dict(decided or {})}
 
 
 def encoder_weights(state: dict[str, Any], source: str | os.PathLike[str] = "the file") -> tuple[dict, dict]:

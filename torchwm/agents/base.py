@@ -148,6 +148,11 @@ class JEPAAgent:
         """The job's model rebuilt from a saved model or checkpoint, with its weights loaded."""
         raise NotImplementedError
 
+    def _decided_settings(self, model: nn.Module) -> dict[str, Any]:
+        """What training decided beyond the config (from the data) and a rebuilt model needs: saved beside the
+        weights in ``model.pt`` and checkpoints, read back by :meth:`_model_from_state`. None by default."""
+        return {}
+
     # ------------------------------------------------------------------------------- training
     def _prepare_run_dir(self) -> None:
         """Write config.yaml; refuse to resume a run whose training settings differ (each differing field is
@@ -199,7 +204,7 @@ class JEPAAgent:
             tensorboard=c.logging.tensorboard)
         return Trainer(model, dataset, settings, self.run_dir, batch_fn=batch_fn, device=self.device,
                        evaluate=evaluate, visualize=visualize,
-                       extra_state=checkpoint_extras(c.to_dict(), model, model.backbone))
+                       extra_state=checkpoint_extras(c.to_dict(), model, model.backbone, self._decided_settings(model)))
 
     def _fit(self, model: nn.Module, trainer: Any, after_fit: Callable[[Any], None] | None = None) -> dict[str, Any]:
         """Run ``trainer`` to its end (closed however it ends; ``after_fit(trainer)`` before that), keep ``model``
@@ -249,7 +254,7 @@ class JEPAAgent:
         """
         model = self._require_model()
         return save_model(Path(path) if path is not None else self.run.model, config=self.cfg.to_dict(),
-                          job=self.job, model=model, encoder=model.backbone)
+                          job=self.job, model=model, encoder=model.backbone, decided=self._decided_settings(model))
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str | None = None) -> JEPAAgent:

@@ -92,11 +92,18 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
                                  sigreg_directions=t.sigreg_directions, sigreg_proj_dim=t.sigreg_proj_dim,
                                  smoothness_weight=t.smoothness_weight)
 
+    def _decided_settings(self, model: WorldModel) -> dict[str, Any]:
+        """The variance hinge's floor that :meth:`within_sequence_std` decided from the data (the loss of a loaded
+        model is then the loss it was trained with)."""
+        return {"within_sequence_std": model.within_sequence_std}
+
     def _model_from_state(self, state: dict[str, Any]) -> WorldModel:
-        """The saved encoder spec rebuilds the encoder (a ``model.pretrained`` file need not exist any more)."""
+        """The saved encoder spec rebuilds the encoder (a ``model.pretrained`` file need not exist any more);
+        the floor training decided comes back from what was saved as decided (files without it: the config's)."""
         weights = state["model"]
         encoder = SpatialEncoder.from_spec(state["encoder_spec"]) if "encoder_spec" in state else None
-        model = self.build_model(weights["action_low"], weights["action_high"], encoder=encoder)
+        model = self.build_model(weights["action_low"], weights["action_high"], encoder=encoder,
+                                 within_sequence_std=state.get("decided", {}).get("within_sequence_std"))
         model.load_state_dict(weights)
         return model
 

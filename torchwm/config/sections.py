@@ -35,10 +35,11 @@ class DataConfig:
     """number of episodes to collect (>= 1)"""
     steps: int = opt(100, min=1)
     """env steps per collected episode (>= 1)"""
-    policy: str = opt("random", choices=("random", "noise"))
-    """collection policy: "random" (i.i.d. uniform actions) or "noise" (temporally correlated)"""
+    policy: str = opt("random", choices=("random", "noise", "mixed"))
+    """collection policy: "random" (i.i.d. uniform actions), "noise" (temporally correlated) or "mixed" (each
+    episode one of the two, half and half)"""
     noise_beta: float = opt(0.8, min=0.0, lt=1.0)
-    """temporal correlation of the "noise" policy, in [0, 1); 0 = i.i.d."""
+    """temporal correlation of the "noise" policy (and the "mixed" policy's correlated episodes), in [0, 1); 0 = i.i.d."""
     workers: int = opt(2, min=1)
     """parallel collection processes (>= 1)"""
     heldout_fraction: float = opt(0.1, min=0.0, lt=1.0)

@@ -60,7 +60,7 @@ class CollectSpec:
     action_repeat: int = EnvConfig.action_repeat
     camera: int = EnvConfig.camera
     noise_beta: float = DataConfig.noise_beta
-    """temporal correlation of the "noise" policy (unused by the others)"""
+    """temporal correlation of the "noise" policy and the "mixed" policy's correlated episodes (unused by "random")"""
 
     def __post_init__(self) -> None:
         if self.action_repeat == 0 and isinstance(self.env_id, str):
@@ -89,7 +89,7 @@ class CollectSpec:
         the frames is in the name, so specs that agree share a store and a different one never reuses it."""
         env = self.env_id.replace(":", "-")
         camera = "" if self.camera < 0 else f"_cam{self.camera}"
-        policy = self.policy if self.policy != "noise" else f"noise{self.noise_beta:g}"
+        policy = self.policy if self.policy not in ("noise", "mixed") else f"{self.policy}{self.noise_beta:g}"
         return f"{env}_{self.image_size}px_ar{self.action_repeat}{camera}_{policy}_{self.steps}steps_seed{self.seed}"
 
     def make_env(self):

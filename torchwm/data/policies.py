@@ -48,9 +48,19 @@ class NoisePolicy:
         return action
 
 
+def mixed_policy(low: np.ndarray, high: np.ndarray, rng: np.random.Generator, noise_beta: float = 0.8) -> Policy:
+    """Half the episodes (by a draw of the episode's ``rng``) i.i.d. uniform (:class:`RandomPolicy`), the other half
+    correlated (:class:`NoisePolicy` at ``noise_beta``): correlated actions carry a slow body across its range,
+    i.i.d. ones keep a body near its start as often as the goals' random trajectories do."""
+    if rng.random() < 0.5:
+        return RandomPolicy(low, high, rng)
+    return NoisePolicy(low, high, rng, noise_beta)
+
+
 POLICIES: dict[str, Callable[[np.ndarray, np.ndarray, np.random.Generator, float], Policy]] = {
     "random": RandomPolicy,
     "noise": NoisePolicy,
+    "mixed": mixed_policy,
 }
 """Collection policies by name: ``factory(low, high, rng, noise_beta) -> Policy``."""
 

@@ -38,7 +38,7 @@ class StoreMeta:
 
     ``camera`` is the value passed at collection (-1 = the domain's default camera). ``steps`` is the
     requested number of env steps per episode (an episode is shorter if the task's time limit ends it).
-    ``noise_beta`` only matters for ``policy == "noise"``.
+    ``noise_beta`` only matters for the policies ``"noise"`` and ``"mixed"``.
     """
 
     env_id: str
@@ -97,7 +97,7 @@ class StoreMeta:
         """``"field: stored X, requested Y"`` for every field in :data:`COMPAT_FIELDS` that differs."""
         out = []
         for name in COMPAT_FIELDS:
-            if name == "noise_beta" and self.policy != "noise" and other.policy != "noise":
+            if name == "noise_beta" and not {self.policy, other.policy} & {"noise", "mixed"}:
                 continue  # unused by the other policies
             mine, theirs = getattr(self, name), getattr(other, name)
             if mine != theirs:
