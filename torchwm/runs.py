@@ -208,9 +208,8 @@ def save_model(path: str | os.PathLike[str], *, config: dict[str, Any], job: str
     """Write a finished model atomically: the config, the whole model's weights (``model``) and its
     spatial ``encoder`` on its own (``encoder_spec`` + ``encoder``), and what training decided
     from the data (``decided``, absent from older files); returns the path."""
-    state = {"config": config, "kind": job, "model": model.state_dict(), "encoder_spec": dict(encoder.spec),
-             "encoder": encoder.state_dict(), "encoder_prefix": encoder_prefix(model, encoder),
-             "decided": dict(decided or {})}
+    state = {**checkpoint_extras(config, model, encoder, decided), "kind": job, "model": model.state_dict(),
+             "encoder": encoder.state_dict()}
     return atomic_torch_save(state, path)
 
 

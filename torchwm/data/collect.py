@@ -34,7 +34,8 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from torchwm.config import DataConfig, EnvConfig
-from torchwm.data.policies import POLICIES, NoisePolicy, Policy, RandomPolicy, make_policy  # noqa: F401 (public here)
+from torchwm.data.policies import (  # noqa: F401 (public here)
+    POLICIES, USES_NOISE_BETA, NoisePolicy, Policy, RandomPolicy, make_policy)
 from torchwm.data.store import StoreMeta, TrajectoryStore
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class CollectSpec:
         the frames is in the name, so specs that agree share a store and a different one never reuses it."""
         env = self.env_id.replace(":", "-")
         camera = "" if self.camera < 0 else f"_cam{self.camera}"
-        policy = self.policy if self.policy not in ("noise", "mixed") else f"{self.policy}{self.noise_beta:g}"
+        policy = f"{self.policy}{self.noise_beta:g}" if self.policy in USES_NOISE_BETA else self.policy
         return f"{env}_{self.image_size}px_ar{self.action_repeat}{camera}_{policy}_{self.steps}steps_seed{self.seed}"
 
     def make_env(self):

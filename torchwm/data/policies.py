@@ -64,6 +64,9 @@ POLICIES: dict[str, Callable[[np.ndarray, np.ndarray, np.random.Generator, float
 }
 """Collection policies by name: ``factory(low, high, rng, noise_beta) -> Policy``."""
 
+USES_NOISE_BETA: frozenset[str] = frozenset({"noise", "mixed"})
+"""The policies whose episodes depend on ``noise_beta`` (a store's name and compatibility include it only for these)."""
+
 
 def make_policy(name: str, low: np.ndarray, high: np.ndarray, rng: np.random.Generator,
                 noise_beta: float = 0.8) -> Policy:

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from torchwm.data.policies import USES_NOISE_BETA
+
 FORMAT_VERSION = 1
 
 # Array files of an episode: name -> dtype. Shapes are checked in :meth:`TrajectoryStore._check_episode`.
@@ -38,7 +40,7 @@ class StoreMeta:
 
     ``camera`` is the value passed at collection (-1 = the domain's default camera). ``steps`` is the
     requested number of env steps per episode (an episode is shorter if the task's time limit ends it).
-    ``noise_beta`` only matters for the policies ``"noise"`` and ``"mixed"``.
+    ``noise_beta`` only matters for the policies in :data:`~torchwm.data.policies.USES_NOISE_BETA`.
     """
 
     env_id: str
@@ -97,7 +99,7 @@ class StoreMeta:
         """``"field: stored X, requested Y"`` for every field in :data:`COMPAT_FIELDS` that differs."""
         out = []
         for name in COMPAT_FIELDS:
-            if name == "noise_beta" and not {self.policy, other.policy} & {"noise", "mixed"}:
+            if name == "noise_beta" and not {self.policy, other.policy} & USES_NOISE_BETA:
                 continue  # unused by the other policies
             mine, theirs = getattr(self, name), getattr(other, name)
             if mine != theirs:
