@@ -137,6 +137,18 @@ def cmd_plan(args: argparse.Namespace) -> None:
     print(f"results: {out / 'goal_reaching.json'}; videos: {out / 'videos'}")
 
 
+def cmd_compare(args: argparse.Namespace) -> None:
+    """Compare two goal-reaching evaluations on the same episodes, episode by episode: how many goals both
+    reached, each one alone, and an exact sign test on those it alone reached (two runs or two planner settings
+    evaluated with the same `torchwm plan --seed S --episodes N`)."""
+    from torchwm.eval.comparison import compare_goal_reaching, load_goal_reaching
+
+    labels = tuple(args.labels) if args.labels else (str(args.a), str(args.b))
+    result = compare_goal_reaching(load_goal_reaching(args.a), load_goal_reaching(args.b), policy=args.policy,
+                                   labels=labels)
+    print(result.table())
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     """The main job: collect (cached), train and evaluate zero-shot goal reaching on the default task."""
     from torchwm.envs.domains import require_goals
@@ -248,6 +260,13 @@ def main(argv: list[str] | None = None) -> None:
     # listed for --help only: main() hands `torchwm shapes ...` to the generator's own parser
     sub.add_parser("shapes", help="generate the labelled synthetic shapes dataset (train/val ImageFolder) used "
                                   "by the I-JEPA presets; see torchwm shapes --help")
+    p = sub.add_parser("compare", help=cmd_compare.__doc__.splitlines()[0], description=cmd_compare.__doc__)
+    for name in ("a", "b"):
+        p.add_argument(name, help="a goal_reaching.json, the eval folder holding one (RUN/eval/seed-S) or a run "
+                                  "directory (its RUN/eval/goal_reaching.json)")
+    p.add_argument("--policy", default="planner", help="the policy compared (default: planner; or random)")
+    p.add_argument("--labels", nargs=2, default=None, metavar=("A", "B"), help="names for the two in the table")
+    p.set_defaults(func=cmd_compare)
     p = sub.add_parser("plan", help=cmd_plan.__doc__.splitlines()[0], description=cmd_plan.__doc__)
     p.add_argument("--run", required=True, help="run directory written by `torchwm train` or `torchwm demo`")
     p.add_argument("--episodes", type=int, default=None, help="episodes (default: planning.eval_episodes)")
