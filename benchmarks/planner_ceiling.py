@@ -61,7 +61,9 @@ def _rate(summary: dict) -> str:
 
 def learned_on_same_episodes(run: Path, seeds: list[int]) -> str:
     """The learned planner's successes on ``seeds`` from a saved evaluation of ``run`` that covered them."""
-    for path in [run / "eval" / "goal_reaching.json", *sorted(run.glob("eval/seed-*/goal_reaching.json"))]:
+    from torchwm.runs import EVAL_DIR, GOAL_REACHING_FILE
+
+    for path in [run / EVAL_DIR / GOAL_REACHING_FILE, *sorted(run.glob(f"{EVAL_DIR}/seed-*/{GOAL_REACHING_FILE}"))]:
         if not path.exists():  # the run's own planning settings only: not the folders of other settings inside
             continue
         saved = json.loads(path.read_text())

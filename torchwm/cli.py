@@ -117,7 +117,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> None:
     """Evaluate goal reaching with a trained run (planner vs random policy on the same starts and goals)."""
-    from torchwm.runs import RunDir
+    from torchwm.runs import GOAL_REACHING_FILE, RunDir
 
     run = Path(args.run)
     if not RunDir(run).config.exists():
@@ -134,7 +134,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
     result = agent.evaluate(episodes=args.episodes, seed=args.seed)
     print(result.table())
     out = agent.evaluation_dir
-    print(f"results: {out / 'goal_reaching.json'}; videos: {out / 'videos'}")
+    print(f"results: {out / GOAL_REACHING_FILE}; videos: {out / 'videos'}")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:

@@ -40,6 +40,7 @@ LAST_CHECKPOINT = "last.pt"
 METRICS_LOG = "metrics.jsonl"
 METRICS_FILE = "metrics.json"
 EVAL_DIR = "eval"
+GOAL_REACHING_FILE = "goal_reaching.json"
 FIGURES_DIR = "figures"
 EVENTS_PATTERN = "events.out.tfevents.*"
 

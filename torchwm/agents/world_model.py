@@ -257,7 +257,7 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
         :class:`~torchwm.eval.goal_reaching.GoalReaching` results (``print(result)`` shows a table).
         """
         from torchwm.eval.goal_reaching import GoalReaching, RandomPolicy, episode_seeds, run_episodes, save_gif
-        from torchwm.runs import write_json
+        from torchwm.runs import GOAL_REACHING_FILE, write_json
 
         from torchwm.envs.domains import require_goals
 
@@ -287,7 +287,7 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
         changed = self._planning_changes()
         if changed:
             out = out / changed
-        write_json(out / "goal_reaching.json", {**result.to_dict(), "planning": c.to_dict()["planning"]})
+        write_json(out / GOAL_REACHING_FILE, {**result.to_dict(), "planning": c.to_dict()["planning"]})
         paths = [save_gif(v, out / "videos" / f"episode_{i:02d}.gif") for i, v in enumerate(clips)]
         self._log_evaluation(result, clips, traces)
         self.evaluation, self.videos, self.evaluation_dir = result, paths, out

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import binomtest
 
-RESULT_FILE = "goal_reaching.json"
+from torchwm.runs import EVAL_DIR, GOAL_REACHING_FILE
 
 
 def load_goal_reaching(path: str | Path) -> dict[str, Any]:
@@ -28,7 +28,7 @@ def load_goal_reaching(path: str | Path) -> dict[str, Any]:
     looked, ``ValueError`` when the file is not a goal-reaching result.
     """
     path = Path(path)
-    candidates = [path] if path.is_file() else [path / RESULT_FILE, path / "eval" / RESULT_FILE]
+    candidates = [path] if path.is_file() else [path / GOAL_REACHING_FILE, path / EVAL_DIR / GOAL_REACHING_FILE]
     for candidate in candidates:
         if candidate.is_file():
             try:
@@ -41,9 +41,10 @@ def load_goal_reaching(path: str | Path) -> dict[str, Any]:
             data["path"] = str(candidate)
             return data
     looked = ", ".join(str(c) for c in candidates)
-    others = sorted(str(p.parent) for p in path.glob(f"eval/*/{RESULT_FILE}")) if path.is_dir() else []
+    others = sorted(str(p.parent) for p in path.glob(f"{EVAL_DIR}/*/{GOAL_REACHING_FILE}")) if path.is_dir() else []
     hint = (f"; this run has evaluations in {', '.join(others)}: name one" if others else
-            "; evaluate a run with `torchwm plan --run RUN [--seed S]`, which writes RUN/eval[/seed-S]/" + RESULT_FILE)
+            f"; evaluate a run with `torchwm plan --run RUN [--seed S]`, which writes RUN/{EVAL_DIR}[/seed-S]/"
+            f"{GOAL_REACHING_FILE}")
     raise FileNotFoundError(f"no goal-reaching result at {path} (looked for {looked}){hint}")
 
 
