@@ -138,16 +138,18 @@ def test_the_recipe_takes_the_batch_hinge_only_for_a_slow_body(domain, fast, tmp
     fixed target cannot meet) and little of the point mass's (a hinge over the batch, and a floor within sequences)."""
     agent = _recipe(domain, tmp_path, **{"data.episodes": 5, "data.steps": 100, "train.sequence_length": 16})
     assert agent.cfg.train.within_sequence_std == 0.3 and agent.cfg.train.window_motion_threshold == 0.55
-    decided = agent.within_sequence_std(agent.collect())
-    assert decided == (0.0 if fast else 0.3)
+    assert agent.cfg.predict_horizon == 3 and agent.cfg.train.slow_predict_horizon == 5
+    decided = agent.decide(agent.collect())
+    assert decided == {"within_sequence_std": 0.0 if fast else 0.3, "predict_horizon": 3 if fast else 5}
     share = float(capsys.readouterr().out.split("window sees ")[1].split()[0])
     assert (share >= 0.55) == fast
     low, high = agent.action_bounds()
-    assert agent.build_model(low, high, within_sequence_std=decided).within_sequence_std == decided
+    assert agent.build_model(low, high, **decided).within_sequence_std == decided["within_sequence_std"]
     if fast:  # the threshold leaves a fast body's training exactly as it was without the batch's hinge
         short = {"data.episodes": 5, "data.steps": 100, "train.sequence_length": 16, "train.steps": 2}
         agent = _recipe(domain, tmp_path, **short)
         before = _recipe(domain, tmp_path, **short, **{"train.window_motion_threshold": 0,
+                                                      "train.slow_predict_horizon": 0,
                                                       "train.within_sequence_std": 0,
                                                       "logging.run_dir": str(tmp_path / "before")})
         agent.train(), before.train()
@@ -157,7 +159,44 @@ def test_the_recipe_takes_the_batch_hinge_only_for_a_slow_body(domain, fast, tmp
         loaded = JEPAAgent.load(agent.cfg.logging.run_dir)
         assert loaded.cfg.train.within_sequence_std == 0.3 and loaded.world_model.within_sequence_std == 0.0
         checkpoint = torch.load(Path(agent.cfg.logging.run_dir) / "checkpoints" / "last.pt", weights_only=False)
-        assert checkpoint["decided"] == {"within_sequence_std": 0.0}
+        assert checkpoint["decided"] == {"within_sequence_std": 0.0, "predict_horizon": 3}
+
+
+def test_a_slow_body_trains_as_far_ahead_as_slow_predict_horizon(tmp_path, capsys, one_thread):
+    """The recipe's threshold that finds point_mass slow also sets how far ahead it trains (5, not 3); the horizon
+    it decided comes back with the saved model, and held-out windows span twice that horizon. A fast body (reacher)
+    keeps predict_horizon."""
+    sets = {"data.episodes": 5, "data.steps": 100, "train.sequence_length": 16, "train.steps": 2,
+            "train.eval_every": 2}
+    reacher = _recipe("reacher", tmp_path, **sets, **{"data.path": str(tmp_path / "reacher-data")})
+    assert reacher.decide(reacher.collect())["predict_horizon"] == 3
+    agent = _recipe("point_mass", tmp_path, **sets)
+    assert agent.cfg.predict_horizon == 3
+    metrics = agent.train()
+    assert "the model trains 5 steps ahead" in capsys.readouterr().out
+    assert agent.world_model.horizon == 5 and agent.world_model.within_sequence_std == 0.3
+    steps = sorted(int(k.rsplit("step", 1)[1]) for k in metrics if k.startswith("eval/pred_over_copy_step"))
+    assert steps == list(range(1, 11))
+    loaded = JEPAAgent.load(agent.cfg.logging.run_dir)
+    assert loaded.cfg.predict_horizon == 3 and loaded.world_model.horizon == 5
+    checkpoint = torch.load(Path(agent.cfg.logging.run_dir) / "checkpoints" / "last.pt", weights_only=False)
+    assert checkpoint["decided"] == {"within_sequence_std": 0.3, "predict_horizon": 5}
+    # on a slow body it is predict_horizon 5 exactly: the same weights from the same data and seed
+    five = _recipe("point_mass", tmp_path, **sets, predict_horizon=5,
+                   **{"train.slow_predict_horizon": 0, "logging.run_dir": str(tmp_path / "five")})
+    five.train()
+    for (name, a), b in zip(agent.world_model.state_dict().items(), five.world_model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_slow_predict_horizon_needs_the_threshold_and_room_in_a_sequence():
+    with pytest.raises(ValueError, match=r"train.slow_predict_horizon=5, train.window_motion_threshold=0: the "
+                                         r"threshold decides which body is slow"):
+        load_config("dmc_goal", ["train.slow_predict_horizon=5", "train.window_motion_threshold=0"])
+    with pytest.raises(ValueError, match=r"train.slow_predict_horizon=8: a training sequence of 10 frames "
+                                         r"\(train.sequence_length=10\) holds no window of model.history \+ "
+                                         r"slow_predict_horizon = 11"):
+        load_config("dmc_goal", ["train.slow_predict_horizon=8", "train.sequence_length=10"])
 
 
 def test_recipe_budgets_follow_the_domain(tmp_path):

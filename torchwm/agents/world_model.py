@@ -34,16 +34,18 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
         c = self.cfg
         return c.train.sequence_length or c.model.history + c.predict_horizon
 
-    def datasets(self, store):
+    def datasets(self, store, horizon: int | None = None):
         """``(train windows, held-out windows or None)``: training sequences of :attr:`sequence_length` frames
-        from the training episodes; held-out windows of history + 2 x horizon frames."""
+        from the training episodes; held-out windows of history + 2 x horizon frames (``horizon``: the one training
+        decided, default ``predict_horizon``)."""
         from torchwm.data import TrajectoryWindows
 
         c = self.cfg
+        horizon = horizon or c.predict_horizon
         train_eps, heldout_eps = self.split(store)
         k = c.model.action_chunk
         train_set = TrajectoryWindows(store, c.model.history, self.sequence_length, episodes=train_eps, stride=k)
-        heldout = (TrajectoryWindows(store, c.model.history, c.model.history + 2 * c.predict_horizon,
+        heldout = (TrajectoryWindows(store, c.model.history, c.model.history + 2 * horizon,
                                      episodes=heldout_eps, stride=k) if heldout_eps else None)
         return train_set, heldout
 
@@ -65,9 +67,9 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
 
     # ----------------------------------------------------------------------------------------- model
     def build_model(self, action_low: Any, action_high: Any, encoder: SpatialEncoder | None = None,
-                    within_sequence_std: float | None = None) -> WorldModel:
-        """The world model the config describes for these action bounds ``(A,)``; ``within_sequence_std`` overrides
-        ``train.within_sequence_std`` (training passes what :meth:`within_sequence_std` decided from the data).
+                    within_sequence_std: float | None = None, predict_horizon: int | None = None) -> WorldModel:
+        """The world model the config describes for these action bounds ``(A,)``; ``within_sequence_std`` and
+        ``predict_horizon`` override the config's (training passes what :meth:`decide` found in the data).
 
         The spatial encoder is ``encoder`` when given; else, with ``model.pretrained`` set, the encoder saved
         there (its architecture comes with its weights: ``model.encoder`` and the ViT sizes are not used);
@@ -80,7 +82,8 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
             encoder = pretrained_encoder(m.pretrained, c.image_size)
         if encoder is None:
             encoder = self.spatial_encoder()
-        return build_world_model(encoder, action_low, action_high, history=m.history, horizon=c.predict_horizon,
+        return build_world_model(encoder, action_low, action_high, history=m.history,
+                                 horizon=predict_horizon or c.predict_horizon,
                                  temporal_hidden=m.temporal_hidden, predictor_hidden=m.predictor_hidden,
                                  predictor_depth=m.predictor_depth, action_chunk=m.action_chunk,
                                  var_weight=t.var_weight, cov_weight=t.cov_weight,
@@ -93,17 +96,20 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
                                  smoothness_weight=t.smoothness_weight)
 
     def _decided_settings(self, model: WorldModel) -> dict[str, Any]:
-        """The variance hinge's floor that :meth:`within_sequence_std` decided from the data (the loss of a loaded
-        model is then the loss it was trained with)."""
-        return {"within_sequence_std": model.within_sequence_std}
+        """The variance hinge's floor and the training horizon that :meth:`decide` found in the data (the loss of a
+        loaded model is then the loss it was trained with)."""
+        return {"within_sequence_std": model.within_sequence_std, "predict_horizon": model.horizon}
 
     def _model_from_state(self, state: dict[str, Any]) -> WorldModel:
         """The saved encoder spec rebuilds the encoder (a ``model.pretrained`` file need not exist any more);
-        the floor training decided comes back from what was saved as decided (files without it: the config's)."""
+        the floor and horizon training decided come back from what was saved as decided (files without them: the
+        config's)."""
         weights = state["model"]
         encoder = SpatialEncoder.from_spec(state["encoder_spec"]) if "encoder_spec" in state else None
+        decided = state.get("decided", {})
         model = self.build_model(weights["action_low"], weights["action_high"], encoder=encoder,
-                                 within_sequence_std=state.get("decided", {}).get("within_sequence_std"))
+                                 within_sequence_std=decided.get("within_sequence_std"),
+                                 predict_horizon=decided.get("predict_horizon"))
         model.load_state_dict(weights)
         return model
 
@@ -112,11 +118,11 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
         """Collect (or reuse) the data, train (or resume) the world model; returns the final metrics."""
         self._prepare_run_dir()
         store = self.collect()
-        train_set, heldout = self.datasets(store)
+        decided = self.decide(store)
+        train_set, heldout = self.datasets(store, horizon=decided["predict_horizon"])
         low, high = self.action_bounds()
-        within_sequence_std = self.within_sequence_std(store)
         torch.manual_seed(self.cfg.seed)  # the initial weights follow the config's seed
-        model = self.build_model(low, high, within_sequence_std=within_sequence_std)
+        model = self.build_model(low, high, **decided)
         evaluator = self._held_out_evaluator(store, train_set, heldout)
         trainer = self._trainer(model, train_set, self._total_steps(len(train_set)),
                                 batch_fn=lambda w: (w.frames, w.actions), evaluate=evaluator,
@@ -129,23 +135,26 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
 
         return self._fit(model, trainer, after_fit=after_fit)
 
-    def within_sequence_std(self, store) -> float:
-        """``train.within_sequence_std``, or 0 where ``train.window_motion_threshold`` finds that a training window
-        sees at least that share of an episode's motion in ``store``'s training episodes (a fast body)."""
+    def decide(self, store) -> dict[str, Any]:
+        """What ``train.window_motion_threshold`` decides from ``store``'s training episodes, as
+        :meth:`build_model`'s keywords: where a training window sees at least that share of an episode's motion (a
+        fast body) ``within_sequence_std`` 0 and ``predict_horizon``; else (a slow body) ``train.within_sequence_std``
+        and ``train.slow_predict_horizon`` (when set). With the threshold 0: the config's values."""
         from torchwm.data.statistics import window_motion_share
 
-        t = self.cfg.train
+        c, t = self.cfg, self.cfg.train
         if t.window_motion_threshold <= 0:
-            return t.within_sequence_std
+            return {"within_sequence_std": t.within_sequence_std, "predict_horizon": c.predict_horizon}
         share = window_motion_share(store, self.split(store)[0], self.sequence_length)
         fast = share >= t.window_motion_threshold
+        horizon = c.predict_horizon if fast else (t.slow_predict_horizon or c.predict_horizon)
         if distributed.is_main():
             print(f"train.window_motion_threshold {t.window_motion_threshold:g}: a {self.sequence_length}-frame window "
                   f"sees {share:.3f} of an episode's motion, so "
                   + ("the variance hinge stays on the within-sequence deviations (within_sequence_std 0)" if fast
-                     else f"it is over the batch, with a floor of {t.within_sequence_std:g} within sequences"),
-                  flush=True)
-        return 0.0 if fast else t.within_sequence_std
+                     else f"it is over the batch, with a floor of {t.within_sequence_std:g} within sequences")
+                  + f"; the model trains {horizon} steps ahead", flush=True)
+        return {"within_sequence_std": 0.0 if fast else t.within_sequence_std, "predict_horizon": horizon}
 
     def _fit_whitening(self, model: WorldModel, store, limit: int = 100) -> None:
         """Fit the model's step whitening (:meth:`WorldModel.fit_whitening`) on up to ``limit`` training episodes,
@@ -182,7 +191,7 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
                              "images is for the mask figures of image-pretraining runs")
         model = self._require_model()
         store = self.collect()
-        evaluator = self._held_out_evaluator(store, *self.datasets(store))
+        evaluator = self._held_out_evaluator(store, *self.datasets(store, horizon=model.horizon))
         with self._writer() as writer:
             views = evaluator.figures(model, self.trained_steps, writer, save_dir=self.run.figures_dir)
             if writer is not None:
