@@ -210,12 +210,13 @@ class JEPAConfig:
                             "set window_motion_threshold > 0 (e.g. 0.55) or slow_predict_horizon to 0")
         if (isinstance(m, ModelConfig) and isinstance(tr, TrainConfig)
                 and ok("train.slow_predict_horizon", "train.sequence_length", "model.history", "predict_horizon")
-                and tr.slow_predict_horizon > 0
-                and (tr.sequence_length or m.history + self.predict_horizon) < m.history + tr.slow_predict_horizon):
-            problems.append(f"train.slow_predict_horizon={tr.slow_predict_horizon!r}: a training sequence of "
-                            f"{tr.sequence_length or m.history + self.predict_horizon} frames (train.sequence_length="
-                            f"{tr.sequence_length!r}) holds no window of model.history + slow_predict_horizon = "
-                            f"{m.history + tr.slow_predict_horizon}; set train.sequence_length >= that")
+                and tr.slow_predict_horizon > 0):
+            length = tr.sequence_length or m.history + self.predict_horizon  # frames per training sequence
+            if length < m.history + tr.slow_predict_horizon:
+                problems.append(f"train.slow_predict_horizon={tr.slow_predict_horizon!r}: a training sequence of "
+                                f"{length} frames (train.sequence_length={tr.sequence_length!r}) holds no window of "
+                                f"model.history + slow_predict_horizon = {m.history + tr.slow_predict_horizon}; set "
+                                "train.sequence_length >= that")
         if (isinstance(m, ModelConfig) and isinstance(tr, TrainConfig)
                 and ok("model.freeze_encoder", "train.within_sequence_std")
                 and m.freeze_encoder and tr.within_sequence_std > 0):
