@@ -30,9 +30,8 @@ class WorldModelAgent(TrajectoryData, JEPAAgent, job="world_model"):
     # ------------------------------------------------------------------------------------------ data
     @property
     def sequence_length(self) -> int:
-        """Frames per training sequence: ``train.sequence_length``, or one window of history + horizon."""
-        c = self.cfg
-        return c.train.sequence_length or c.model.history + c.predict_horizon
+        """Frames per training sequence (:attr:`JEPAConfig.training_sequence_length`)."""
+        return self.cfg.training_sequence_length
 
     def datasets(self, store, horizon: int | None = None):
         """``(train windows, held-out windows or None)``: training sequences of :attr:`sequence_length` frames

@@ -110,6 +110,12 @@ class JEPAConfig:
         return domain_spec(parse_env_id(self.env.id)[0]).latent_dim
 
     @property
+    def training_sequence_length(self) -> int:
+        """Frames per world-model training sequence: ``train.sequence_length``, or (0) one window of
+        ``model.history`` + ``predict_horizon``."""
+        return self.train.sequence_length or self.model.history + self.predict_horizon
+
+    @property
     def job(self) -> str:
         """What this config trains (one of :data:`JOBS`): ``"world_model"`` for dataset "trajectories", else
         ``"video_pretraining"`` for ``pretrain.method`` "vjepa" and ``"image_pretraining"`` for the others
@@ -211,7 +217,7 @@ class JEPAConfig:
         if (isinstance(m, ModelConfig) and isinstance(tr, TrainConfig)
                 and ok("train.slow_predict_horizon", "train.sequence_length", "model.history", "predict_horizon")
                 and tr.slow_predict_horizon > 0):
-            length = tr.sequence_length or m.history + self.predict_horizon  # frames per training sequence
+            length = self.training_sequence_length
             if length < m.history + tr.slow_predict_horizon:
                 problems.append(f"train.slow_predict_horizon={tr.slow_predict_horizon!r}: a training sequence of "
                                 f"{length} frames (train.sequence_length={tr.sequence_length!r}) holds no window of "
